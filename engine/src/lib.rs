@@ -1,0 +1,8 @@
+//! The hot core of our Serf: a wire codec, sans-IO protocol state machines,
+//! a thread-per-core runtime and a deterministic cluster simulator.
+//!
+//! Dependencies point one way: [`wire`] knows nothing of protocol state;
+//! `proto` knows nothing of sockets, threads or the clock; `runtime` knows
+//! nothing of Serf semantics. See `DESIGN.md` at the workspace root.
+
+pub mod wire;

@@ -1,0 +1,102 @@
+//! Wire codec: byte-exact memberlist 0.2.2 and Serf 0.9.4 messages.
+//!
+//! Everything here is pure: bytes in, views out; views in, bytes out. Decoding
+//! borrows from the caller's buffer and never allocates; encoding writes into a
+//! caller-provided buffer and reports the length or [`Error::NoSpace`].
+//!
+//! Layers (see `shared/protocol/memberlist.md` §5–§8):
+//!
+//! * [`msgpack`] — the one panic-free cursor and writer, in both dialects;
+//! * [`memberlist`] / [`serf`] — message bodies;
+//! * [`frame`] — zerocopy fixed headers (compound table, CRC, encryption, stream);
+//! * [`lzw`], [`crypto`] — Go-compatible LZW and the AES-GCM keyring;
+//! * [`packet`], [`stream`] — the UDP and TCP pipelines as Go layers them.
+//!
+//! This module is where bytes meet code, so indexing, unchecked arithmetic and
+//! `unwrap` are denied outside tests.
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects, clippy::unwrap_used)]
+
+pub mod msgpack;
+
+/// Why a decode (or encode) failed. Small and `Copy`: a junk packet costs a
+/// counter increment, never an allocation or a log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input ended before the value did.
+    Truncated,
+    /// The output buffer is too small for the encoded value.
+    NoSpace,
+    /// A msgpack marker of the wrong family for the field (e.g. bin for a string).
+    WrongType,
+    /// An integer does not fit the field, or is negative for an unsigned field.
+    IntRange,
+    /// A string field holds bytes that are not UTF-8.
+    InvalidUtf8,
+    /// Nesting deeper than the decoder allows.
+    TooDeep,
+    /// Bytes left over after a value that must fill its frame exactly.
+    TrailingBytes,
+    /// A length or count read from the wire exceeds a protocol limit.
+    TooLarge,
+    /// A message or compound part of length zero (crashes Go 0.2.2 peers).
+    Empty,
+    /// An unknown memberlist or Serf message type byte.
+    UnknownType(u8),
+    /// A message type that is valid but not where it appeared (e.g. push-pull on UDP).
+    Unexpected(u8),
+    /// A `Vsn` that is neither absent nor at least 6 bytes long.
+    BadVsn,
+    /// The CRC wrapper's checksum does not match.
+    BadCrc,
+    /// No key in the keyring authenticates the ciphertext.
+    Decrypt,
+    /// An encryption version byte other than 0 or 1.
+    EncryptionVersion(u8),
+    /// Encryption is configured locally but the input is plaintext.
+    NotEncrypted,
+    /// The input is encrypted but no keyring is configured.
+    NoKeyring,
+    /// A key that is not 16, 24 or 32 bytes long.
+    KeySize,
+    /// A compress message naming an algorithm other than LZW (0).
+    CompressAlgo(u8),
+    /// An LZW stream that is malformed or ends before its EOF code.
+    Lzw,
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::Truncated => f.write_str("truncated input"),
+            Error::NoSpace => f.write_str("output buffer too small"),
+            Error::WrongType => f.write_str("unexpected msgpack type"),
+            Error::IntRange => f.write_str("integer out of range"),
+            Error::InvalidUtf8 => f.write_str("string is not UTF-8"),
+            Error::TooDeep => f.write_str("nesting too deep"),
+            Error::TrailingBytes => f.write_str("trailing bytes"),
+            Error::TooLarge => f.write_str("length exceeds limit"),
+            Error::Empty => f.write_str("empty message"),
+            Error::UnknownType(t) => write!(f, "unknown message type {t}"),
+            Error::Unexpected(t) => write!(f, "message type {t} not valid here"),
+            Error::BadVsn => f.write_str("malformed version vector"),
+            Error::BadCrc => f.write_str("CRC mismatch"),
+            Error::Decrypt => f.write_str("No installed keys could decrypt the message"),
+            Error::EncryptionVersion(_) => f.write_str("Unsupported encryption version"),
+            Error::NotEncrypted => {
+                f.write_str("Encryption is configured but remote state is not encrypted")
+            }
+            Error::NoKeyring => {
+                f.write_str("Remote state is encrypted and encryption is not configured")
+            }
+            Error::KeySize => f.write_str("key size must be 16, 24 or 32 bytes"),
+            Error::CompressAlgo(_) => f.write_str("Cannot decompress unknown algorithm"),
+            Error::Lzw => f.write_str("malformed LZW data"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Result alias for the wire module.
+pub type Result<T> = core::result::Result<T, Error>;
