@@ -5,4 +5,6 @@
 //! `proto` knows nothing of sockets, threads or the clock; `runtime` knows
 //! nothing of Serf semantics. See `DESIGN.md` at the workspace root.
 
+pub mod rng;
+pub mod time;
 pub mod wire;
