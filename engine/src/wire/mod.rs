@@ -16,7 +16,10 @@
 //! `unwrap` are denied outside tests.
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects, clippy::unwrap_used)]
 
+pub mod frame;
+pub mod memberlist;
 pub mod msgpack;
+pub mod serf;
 
 /// Why a decode (or encode) failed. Small and `Copy`: a junk packet costs a
 /// counter increment, never an allocation or a log line.
