@@ -5,6 +5,7 @@
 //! `proto` knows nothing of sockets, threads or the clock; `runtime` knows
 //! nothing of Serf semantics. See `DESIGN.md` at the workspace root.
 
+pub mod proto;
 pub mod rng;
 pub mod time;
 pub mod wire;

@@ -8,6 +8,7 @@
 //!
 //! * [`msgpack`] — the one panic-free cursor and writer, in both dialects;
 //! * [`memberlist`] / [`serf`] — message bodies;
+//! * [`coordinate`] — the Vivaldi coordinate Serf carries in every ack payload;
 //! * [`frame`] — zerocopy fixed headers (compound table, CRC, encryption, stream);
 //! * [`lzw`], [`crypto`] — Go-compatible LZW and the AES-GCM keyring;
 //! * [`packet`], [`stream`] — the UDP and TCP pipelines as Go layers them.
@@ -16,6 +17,7 @@
 //! `unwrap` are denied outside tests.
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects, clippy::unwrap_used)]
 
+pub mod coordinate;
 pub mod frame;
 pub mod memberlist;
 pub mod msgpack;
@@ -66,6 +68,10 @@ pub enum Error {
     CompressAlgo(u8),
     /// An LZW stream that is malformed or ends before its EOF code.
     Lzw,
+    /// A Serf ack payload whose ping version byte is not 1.
+    PingVersion(u8),
+    /// A network coordinate whose `Vec` does not have 8 components.
+    Dimensionality,
 }
 
 impl core::fmt::Display for Error {
@@ -95,6 +101,8 @@ impl core::fmt::Display for Error {
             Error::KeySize => f.write_str("key size must be 16, 24 or 32 bytes"),
             Error::CompressAlgo(_) => f.write_str("Cannot decompress unknown algorithm"),
             Error::Lzw => f.write_str("malformed LZW data"),
+            Error::PingVersion(v) => write!(f, "Unsupported ping version: {v}"),
+            Error::Dimensionality => f.write_str("dimensions aren't compatible"),
         }
     }
 }
