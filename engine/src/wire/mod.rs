@@ -16,6 +16,7 @@
 //! `unwrap` are denied outside tests.
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects, clippy::unwrap_used)]
 
+pub mod crypto;
 pub mod lzw;
 pub mod msgpack;
 
