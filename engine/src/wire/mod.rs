@@ -18,10 +18,14 @@
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects, clippy::unwrap_used)]
 
 pub mod coordinate;
+pub mod crypto;
 pub mod frame;
+pub mod lzw;
 pub mod memberlist;
 pub mod msgpack;
+pub mod packet;
 pub mod serf;
+pub mod stream;
 
 /// Why a decode (or encode) failed. Small and `Copy`: a junk packet costs a
 /// counter increment, never an allocation or a log line.

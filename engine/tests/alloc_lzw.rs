@@ -1,0 +1,100 @@
+//! Zero allocation: `LzwEncoder::compress` and `LzwDecoder::decompress` after
+//! construction, on captured Go buffers and on inputs long enough to reset the
+//! dictionary several times.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use engine::wire::lzw::{max_compressed_len, LzwDecoder, LzwEncoder};
+
+/// Counts allocations made by the current thread (the test harness's own
+/// threads do not disturb the count).
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards every call to `System` unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocs() -> u64 {
+    ALLOCS.with(Cell::get)
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+#[test]
+fn compress_and_decompress_do_not_allocate() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/vectors/lzw.tsv"
+    ))
+    .unwrap();
+    let mut inputs: Vec<Vec<u8>> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| unhex(l.split_once('\t').unwrap().1))
+        .collect();
+    // Several dictionary resets, plus the empty and one-byte inputs.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    inputs.push(
+        (0..150_000)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed >> 60) as u8
+            })
+            .collect(),
+    );
+    inputs.push(Vec::new());
+    inputs.push(vec![0x42]);
+    let longest = inputs.iter().map(Vec::len).max().unwrap();
+    let mut packed = vec![0u8; max_compressed_len(longest)];
+    let mut plain = vec![0u8; longest];
+    let (mut enc, mut dec) = (LzwEncoder::new(), LzwDecoder::new());
+
+    let mut run = |rounds: usize| {
+        let mut bytes = 0usize;
+        for round in 0..rounds {
+            let input = &inputs[round % inputs.len()];
+            let n = enc.compress(input, &mut packed).unwrap();
+            let m = dec.decompress(&packed[..n], &mut plain).unwrap();
+            assert_eq!(m, input.len());
+            bytes += n;
+        }
+        bytes
+    };
+    run(inputs.len());
+    let before = allocs();
+    let bytes = run(3000);
+    let after = allocs();
+    assert!(bytes > 0);
+    assert_eq!(after - before, 0, "allocations during 3000 compress+decompress rounds");
+}
