@@ -7,4 +7,5 @@
 
 pub mod rng;
 pub mod time;
+pub mod timer;
 pub mod wire;
