@@ -8,4 +8,5 @@
 pub mod proto;
 pub mod rng;
 pub mod time;
+pub mod timer;
 pub mod wire;
