@@ -1,0 +1,1 @@
+//! Unit tests of individual protocol rules (filled in below).
