@@ -574,7 +574,13 @@ impl Memberlist {
         let range = match PacketCodec::open(datagram, self.keyring.as_ref()) {
             Ok(r) => r,
             Err(e) => {
-                if matches!(e, crate::wire::Error::Decrypt) {
+                use crate::wire::Error as E;
+                // With a keyring, anything that fails before the CRC stage
+                // (too short, unknown version, no key authenticates) is a
+                // decryption failure: Go logs all of them as such.
+                if self.keyring.is_some()
+                    && matches!(e, E::Decrypt | E::Truncated | E::EncryptionVersion(_))
+                {
                     self.stats.decrypt_failed = self.stats.decrypt_failed.saturating_add(1);
                 }
                 self.stats.malformed = self.stats.malformed.saturating_add(1);
