@@ -4,6 +4,7 @@
 pub mod broadcast;
 pub mod coordinate;
 pub mod memberlist;
+pub mod serf;
 
 use std::net::SocketAddr;
 

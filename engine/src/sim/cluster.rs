@@ -90,6 +90,50 @@ pub fn join_all(sim: &mut Sim<Node>, seed: usize) {
     }
 }
 
+/// A simulated Serf node.
+pub type SerfNode = crate::proto::serf::Serf;
+
+/// Serf node `i` of a cluster: named `n{i}` on [`node_addr`]`(i)`, agent
+/// defaults over `ml` (identity fields overwritten), tag `idx=i`.
+pub fn serf_node<E: Endpoint>(sim: &Sim<E>, i: usize, ml: &Config) -> SerfNode {
+    let mut c = crate::proto::serf::SerfConfig::agent(ml.clone());
+    c.memberlist.name = node_name(i);
+    c.memberlist.advertise_addr = node_addr(i).ip();
+    c.memberlist.advertise_port = node_addr(i).port();
+    c.tags.insert("idx".into(), i.to_string());
+    crate::proto::serf::Serf::new(c, sim.now(), sim.node_rng(i), None).expect("valid config")
+}
+
+/// A Serf cluster of `n` nodes that have not joined each other yet.
+pub fn serf_cluster(seed: u64, n: usize, net: NetConfig, ml: &Config) -> Sim<SerfNode> {
+    let mut sim = Sim::new(seed, net);
+    for i in 0..n {
+        let node = serf_node(&sim, i, ml);
+        sim.add(node_addr(i), node);
+    }
+    sim
+}
+
+/// Every Serf node except `seed` joins `seed` (ignoring old events).
+pub fn serf_join_all(sim: &mut Sim<SerfNode>, seed: usize) {
+    let target = node_addr(seed);
+    for i in 0..sim.len() {
+        if i != seed {
+            sim.with(i, |s, now| s.join(now, &[target], true));
+        }
+    }
+}
+
+/// True if every up node's Serf lists every up node alive.
+pub fn serf_converged(sim: &Sim<SerfNode>) -> bool {
+    use crate::proto::serf::MemberStatus;
+    let up: Vec<usize> = sim.up().collect();
+    up.iter().all(|&o| {
+        let s = &sim.node(o).endpoint;
+        up.iter().all(|&x| s.member(&node_name(x)).is_some_and(|m| m.status == MemberStatus::Alive))
+    })
+}
+
 /// Per-step safety invariants (`issues`: incarnations never decrease; a
 /// node never stays dead in its own view; while the network is healthy no
 /// live node is declared dead).

@@ -1,0 +1,1 @@
+//! Serf-layer tests (below).
