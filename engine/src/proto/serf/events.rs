@@ -9,6 +9,9 @@ use crate::wire::serf::{BufferedEvent, UserEvent as UserEventMsg};
 /// A buffered event: name and payload (nil kept distinct from empty).
 pub(super) type Buffered = (String, Option<Vec<u8>>);
 
+/// One ring slot as seen by the push-pull encoder.
+pub(super) type BucketView<'a> = Option<(u64, &'a [Buffered])>;
+
 /// Events seen at one Lamport time.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Slot {
