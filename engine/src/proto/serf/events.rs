@@ -55,9 +55,7 @@ impl EventRing {
     }
 
     /// The slots as push-pull entries.
-    pub fn buckets(
-        &self,
-    ) -> impl ExactSizeIterator<Item = Option<(u64, &[(String, Option<Vec<u8>>)])>> {
+    pub fn buckets(&self) -> impl ExactSizeIterator<Item = BucketView<'_>> {
         self.slots.iter().map(|s| s.as_ref().map(|s| (s.ltime, &s.events[..])))
     }
 }
