@@ -86,21 +86,25 @@ impl<'a> Reader<'a> {
     }
 
     /// Bytes consumed so far.
+    #[inline]
     pub fn position(&self) -> usize {
         self.pos
     }
 
     /// The unread rest of the input.
+    #[inline]
     pub fn remaining(&self) -> &'a [u8] {
         self.buf.get(self.pos..).unwrap_or(&[])
     }
 
     /// True when every byte has been consumed.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.remaining().is_empty()
     }
 
     /// Succeeds only if the whole input was consumed.
+    #[inline]
     pub fn finish(&self) -> Result<()> {
         if self.is_empty() {
             Ok(())
@@ -110,11 +114,13 @@ impl<'a> Reader<'a> {
     }
 
     /// The next byte, without consuming it.
+    #[inline]
     pub fn peek(&self) -> Result<u8> {
         self.remaining().first().copied().ok_or(Error::Truncated)
     }
 
     /// Consumes one raw byte (a message type byte, not a msgpack value).
+    #[inline]
     pub fn byte(&mut self) -> Result<u8> {
         let b = self.peek()?;
         self.pos = self.pos.checked_add(1).ok_or(Error::Truncated)?;
@@ -122,6 +128,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Consumes `n` raw bytes.
+    #[inline]
     pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).ok_or(Error::Truncated)?;
         let out = self.buf.get(self.pos..end).ok_or(Error::Truncated)?;
@@ -129,6 +136,7 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    #[inline]
     fn be<const N: usize>(&mut self) -> Result<[u8; N]> {
         let s = self.take(N)?;
         let mut a = [0u8; N];
@@ -136,17 +144,21 @@ impl<'a> Reader<'a> {
         Ok(a)
     }
 
+    #[inline]
     fn len_u8(&mut self) -> Result<usize> {
         Ok(usize::from(self.byte()?))
     }
+    #[inline]
     fn len_u16(&mut self) -> Result<usize> {
         Ok(usize::from(u16::from_be_bytes(self.be()?)))
     }
+    #[inline]
     fn len_u32(&mut self) -> Result<usize> {
         usize::try_from(u32::from_be_bytes(self.be()?)).map_err(|_| Error::TooLarge)
     }
 
     /// Consumes a nil if one is next. Returns whether it did.
+    #[inline]
     pub fn nil(&mut self) -> Result<bool> {
         if self.peek()? == marker::NIL {
             self.byte()?;
@@ -157,6 +169,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A map header; nil reads as `None` (Go's nil map / zero struct).
+    #[inline]
     pub fn map_len_or_nil(&mut self) -> Result<Option<usize>> {
         let m = self.byte()?;
         match m {
@@ -169,11 +182,13 @@ impl<'a> Reader<'a> {
     }
 
     /// A map header; nil reads as an empty map.
+    #[inline]
     pub fn map_len(&mut self) -> Result<usize> {
         Ok(self.map_len_or_nil()?.unwrap_or(0))
     }
 
     /// An array header; nil reads as `None` (Go's nil slice).
+    #[inline]
     pub fn array_len_or_nil(&mut self) -> Result<Option<usize>> {
         let m = self.byte()?;
         match m {
@@ -187,6 +202,7 @@ impl<'a> Reader<'a> {
 
     /// A str-family value as raw bytes (map keys, and byte fields sent as str).
     /// Nil reads as empty. Bin is rejected, as Go rejects it for strings.
+    #[inline]
     pub fn str_bytes(&mut self) -> Result<&'a [u8]> {
         let m = self.byte()?;
         let n = match m {
@@ -201,12 +217,14 @@ impl<'a> Reader<'a> {
     }
 
     /// A Go `string` field: any str form or nil (→ `""`), validated as UTF-8.
+    #[inline]
     pub fn str(&mut self) -> Result<&'a str> {
         core::str::from_utf8(self.str_bytes()?).map_err(|_| Error::InvalidUtf8)
     }
 
     /// A Go `[]byte` field: any str or bin form; nil reads as `None`, so nil
     /// and empty stay distinct for byte-exact re-encoding.
+    #[inline]
     pub fn bytes(&mut self) -> Result<Option<&'a [u8]>> {
         let m = self.byte()?;
         let n = match m {
@@ -221,10 +239,12 @@ impl<'a> Reader<'a> {
     }
 
     /// A `[]byte` field where nil and empty need not be told apart.
+    #[inline]
     pub fn bytes_or_empty(&mut self) -> Result<&'a [u8]> {
         Ok(self.bytes()?.unwrap_or(&[]))
     }
 
+    #[inline]
     fn int(&mut self) -> Result<Int> {
         let m = self.byte()?;
         Ok(match m {
@@ -245,6 +265,7 @@ impl<'a> Reader<'a> {
 
     /// An unsigned integer field of any wire width that fits `T`; nil is 0.
     /// Negative values and overflow are [`Error::IntRange`], as in Go.
+    #[inline]
     pub fn uint<T: TryFrom<u64>>(&mut self) -> Result<T> {
         let v = match self.int()? {
             Int::U(v) => v,
@@ -254,6 +275,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A signed integer field (Go `int`, `int64`, `time.Duration`); nil is 0.
+    #[inline]
     pub fn sint<T: TryFrom<i64>>(&mut self) -> Result<T> {
         let v = match self.int()? {
             Int::U(v) => i64::try_from(v).map_err(|_| Error::IntRange)?,
@@ -264,12 +286,14 @@ impl<'a> Reader<'a> {
 
     /// A Go `int` that must be a non-negative count or length (e.g.
     /// `Nodes`, `UserStateLen`): signed on the wire, usize here.
+    #[inline]
     pub fn count(&mut self) -> Result<usize> {
         let v: i64 = self.sint()?;
         usize::try_from(v).map_err(|_| Error::IntRange)
     }
 
     /// A bool: `0xc2`/`0xc3`, or the integers 0/1 as Go also accepts; nil is false.
+    #[inline]
     pub fn bool(&mut self) -> Result<bool> {
         match self.peek()? {
             marker::TRUE => {
@@ -289,6 +313,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A float field: float64 or float32, or an integer; nil is 0.
+    #[inline]
     pub fn f64(&mut self) -> Result<f64> {
         match self.peek()? {
             marker::F64 => {
@@ -307,11 +332,13 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips one complete value of any type, nested up to [`MAX_DEPTH`].
+    #[inline]
     pub fn skip(&mut self) -> Result<()> {
         self.skip_depth(0)
     }
 
     /// Skips one value and returns its raw bytes (for lazily decoded views).
+    #[inline]
     pub fn value_bytes(&mut self) -> Result<&'a [u8]> {
         let start = self.pos;
         self.skip()?;
@@ -366,6 +393,7 @@ impl<'a> Reader<'a> {
 /// each key and the reader positioned at its value. `f` must consume the
 /// value (usually with a typed read, or [`Reader::skip`] for unknown keys).
 /// A nil struct has no fields.
+#[inline]
 pub fn read_struct<'a>(
     r: &mut Reader<'a>,
     mut f: impl FnMut(&'a [u8], &mut Reader<'a>) -> Result<()>,
@@ -390,32 +418,38 @@ pub struct Writer<'a> {
 
 impl<'a> Writer<'a> {
     /// A writer that fills `buf` from the start.
+    #[inline]
     pub fn new(buf: &'a mut [u8], dialect: Dialect) -> Self {
         Writer { buf, pos: 0, dialect, counting: false }
     }
 
     /// A writer that only counts: every write succeeds and advances
     /// [`Writer::len`], nothing is stored.
+    #[inline]
     pub fn counting(dialect: Dialect) -> Writer<'static> {
         Writer { buf: &mut [], pos: 0, dialect, counting: true }
     }
 
     /// Bytes written (or counted) so far.
+    #[inline]
     pub fn len(&self) -> usize {
         self.pos
     }
 
     /// True if nothing has been written yet.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.pos == 0
     }
 
     /// The dialect this writer encodes.
+    #[inline]
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }
 
     /// The bytes written so far (empty for a counting writer).
+    #[inline]
     pub fn written(&self) -> &[u8] {
         if self.counting {
             &[]
@@ -425,36 +459,54 @@ impl<'a> Writer<'a> {
     }
 
     /// Raw bytes, not a msgpack value (type bytes, user state, payloads).
+    #[inline]
     pub fn raw(&mut self, bytes: &[u8]) -> Result<()> {
         let end = self.pos.checked_add(bytes.len()).ok_or(Error::NoSpace)?;
         if !self.counting {
-            self.buf.get_mut(self.pos..end).ok_or(Error::NoSpace)?.copy_from_slice(bytes);
+            let dst = self.buf.get_mut(self.pos..end).ok_or(Error::NoSpace)?;
+            if bytes.len() <= 16 {
+                // Keys and headers: a short loop beats a call to memmove.
+                for (d, s) in dst.iter_mut().zip(bytes) {
+                    *d = *s;
+                }
+            } else {
+                dst.copy_from_slice(bytes);
+            }
         }
         self.pos = end;
         Ok(())
     }
 
     /// One raw byte.
+    #[inline]
     pub fn byte(&mut self, b: u8) -> Result<()> {
-        self.raw(&[b])
+        if !self.counting {
+            *self.buf.get_mut(self.pos).ok_or(Error::NoSpace)? = b;
+        }
+        self.pos = self.pos.checked_add(1).ok_or(Error::NoSpace)?;
+        Ok(())
     }
 
+    #[inline]
     fn head(&mut self, m: u8, len: &[u8]) -> Result<()> {
         self.byte(m)?;
         self.raw(len)
     }
 
     /// nil (`0xc0`).
+    #[inline]
     pub fn nil(&mut self) -> Result<()> {
         self.byte(marker::NIL)
     }
 
     /// A bool.
+    #[inline]
     pub fn bool(&mut self, v: bool) -> Result<()> {
         self.byte(if v { marker::TRUE } else { marker::FALSE })
     }
 
     /// An unsigned integer in its smallest form, as Go writes every uint.
+    #[inline]
     pub fn uint(&mut self, v: u64) -> Result<()> {
         if v <= 0x7f {
             self.byte(v as u8)
@@ -471,6 +523,7 @@ impl<'a> Writer<'a> {
 
     /// A signed integer as Go writes it: non-negative values in the unsigned
     /// family, negative values in the smallest signed form.
+    #[inline]
     pub fn sint(&mut self, v: i64) -> Result<()> {
         if let Ok(u) = u64::try_from(v) {
             return self.uint(u);
@@ -489,10 +542,12 @@ impl<'a> Writer<'a> {
     }
 
     /// A float64 (always 9 bytes, even for 0.0).
+    #[inline]
     pub fn f64(&mut self, v: f64) -> Result<()> {
         self.head(marker::F64, &v.to_be_bytes())
     }
 
+    #[inline]
     fn str_header(&mut self, len: usize) -> Result<()> {
         if len < 32 {
             self.byte(0xa0 | len as u8)
@@ -507,18 +562,21 @@ impl<'a> Writer<'a> {
     }
 
     /// A string (Go `string`), in the dialect's str forms.
+    #[inline]
     pub fn str(&mut self, s: &str) -> Result<()> {
         self.str_bytes(s.as_bytes())
     }
 
     /// Raw bytes in str form regardless of dialect (map keys, and strings
     /// held as bytes).
+    #[inline]
     pub fn str_bytes(&mut self, s: &[u8]) -> Result<()> {
         self.str_header(s.len())?;
         self.raw(s)
     }
 
     /// A Go `[]byte` value: raw string in the gossip dialect, bin in RPC.
+    #[inline]
     pub fn bin(&mut self, b: &[u8]) -> Result<()> {
         match self.dialect {
             Dialect::Gossip => self.str_bytes(b),
@@ -538,6 +596,7 @@ impl<'a> Writer<'a> {
 
     /// A `[]byte` that may be nil: `None` writes nil, `Some` writes the bytes
     /// (an empty non-nil slice stays an empty string/bin, as in Go).
+    #[inline]
     pub fn bin_opt(&mut self, b: Option<&[u8]>) -> Result<()> {
         match b {
             Some(b) => self.bin(b),
@@ -546,6 +605,7 @@ impl<'a> Writer<'a> {
     }
 
     /// A map header for `n` entries.
+    #[inline]
     pub fn map_len(&mut self, n: usize) -> Result<()> {
         if n < 16 {
             self.byte(0x80 | n as u8)
@@ -558,6 +618,7 @@ impl<'a> Writer<'a> {
     }
 
     /// An array header for `n` items.
+    #[inline]
     pub fn array_len(&mut self, n: usize) -> Result<()> {
         if n < 16 {
             self.byte(0x90 | n as u8)
@@ -570,6 +631,7 @@ impl<'a> Writer<'a> {
     }
 
     /// A struct field name (always a short str).
+    #[inline]
     pub fn key(&mut self, k: &str) -> Result<()> {
         self.str_bytes(k.as_bytes())
     }
