@@ -273,7 +273,7 @@ fn query<'a>(ltime: u64, id: u32, name: &'a str, flags: u32, filters: Option<&'a
         payload: Some(b"hi"),
     };
     let mut w = Writer::counting(Dialect::Gossip);
-    let f = filters.map(|f| core::iter::once(f));
+    let f = filters.map(core::iter::once);
     w.byte(4).unwrap();
     q.encode_body_with(&mut w, f.clone()).unwrap();
     let mut out = vec![0u8; w.len()];
