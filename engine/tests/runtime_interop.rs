@@ -114,7 +114,8 @@ fn smoke(net: u8, encrypt: bool) {
     let at = addr(net, 11);
     let keyring = encrypt.then(|| Keyring::new(KEY).unwrap());
     let (tx, rx) = crossbeam_channel::bounded(1024);
-    let rs1 = rt.spawn(at, Some(tx), node("rs1", at, &Config::lan(), keyring, true)).expect("spawn");
+    let rs1 =
+        rt.spawn(at, Some(tx), node("rs1", at, &Config::lan(), keyring, true)).expect("spawn");
 
     rs1.call(move |ep, now| ep.ml.join(now, &[go_addr])).expect("join");
     let end = std::time::Instant::now() + Duration::from_secs(10);
@@ -153,9 +154,8 @@ fn smoke(net: u8, encrypt: bool) {
 
     // Crash: the Go agent detects it (LAN: probe, suspicion ~4 s, failed).
     rs1.remove().expect("remove");
-    let failed = wait_until(Duration::from_secs(20), || {
-        go.status_of("rs1").as_deref() == Some("failed")
-    });
+    let failed =
+        wait_until(Duration::from_secs(20), || go.status_of("rs1").as_deref() == Some("failed"));
     assert!(failed, "go sees rs1 {:?}\n{}", go.status_of("rs1"), go.log_tail());
     let stats = rt.total_stats();
     eprintln!("encrypt={encrypt}: {stats:?}");

@@ -80,7 +80,8 @@ pub struct RuntimeConfig {
     pub command_batch: usize,
     /// Capacity of each worker's command channel (senders block when full).
     pub command_queue: usize,
-    /// Stream buffers a worker keeps for reuse.
+    /// Stream buffers a worker allocates at start (4 KiB each) and keeps
+    /// for reuse.
     pub stream_pool: usize,
     /// A stream buffer that grew beyond this many bytes is freed, not pooled.
     pub stream_pool_max_bytes: usize,
@@ -100,7 +101,7 @@ impl Default for RuntimeConfig {
             recv_batch: 256,
             command_batch: 256,
             command_queue: 1024,
-            stream_pool: 32,
+            stream_pool: 16,
             stream_pool_max_bytes: 1 << 20,
             udp_recv_buffer: 2 << 20,
             timer_batch: 4096,

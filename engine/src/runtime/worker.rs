@@ -11,8 +11,10 @@
 //! * `send`: one outgoing datagram at a time (`PACKET_BUF`, ~64 KiB);
 //! * `reply`: assembly area of an inbound stream's reply (grows to the
 //!   largest reply, then swapped with connection buffers, never freed);
-//! * `pool`: up to `stream_pool` stream buffers, each kept while it is at
-//!   most `stream_pool_max_bytes`;
+//! * `pool`: `stream_pool` stream buffers of 4 KiB at start; a buffer
+//!   grows to the largest frame it carried and is kept while it is at most
+//!   `stream_pool_max_bytes`; more are made only while more streams than
+//!   ever before are open;
 //! * `events`: 1024 mio events;
 //! * the instance and connection slabs, the ready list and the timer wheel:
 //!   grown when an instance is spawned or more connections than ever before
@@ -206,7 +208,7 @@ where
         shared: Arc<SharedStats>,
     ) -> io::Result<Self> {
         let registry = poll.registry().try_clone()?;
-        let pool = Vec::with_capacity(config.stream_pool);
+        let pool = (0..config.stream_pool).map(|_| Vec::with_capacity(conn::MIN_READ)).collect();
         let state = State {
             registry,
             commands,
@@ -435,7 +437,7 @@ impl<E: Endpoint> State<E> {
 
             let mut reported = false;
             loop {
-                let mut buf = self.pool.pop().unwrap_or_default();
+                let mut buf = self.pool_buffer();
                 let Some(inst) = self.instances.get_mut(key) else { return };
                 let Some(req) = inst.ep.poll_stream(&mut buf, &mut self.scratch) else {
                     self.recycle(buf);
@@ -490,8 +492,11 @@ impl<E: Endpoint> State<E> {
         inst.armed = next;
     }
 
+    /// Returns a stream buffer to the pool (an empty placeholder left by
+    /// `mem::take` is not a buffer and is dropped).
     fn recycle(&mut self, mut buf: Vec<u8>) {
-        if self.pool.len() < self.config.stream_pool
+        if buf.capacity() > 0
+            && self.pool.len() < self.config.stream_pool
             && buf.capacity() <= self.config.stream_pool_max_bytes
         {
             buf.clear();
@@ -499,9 +504,14 @@ impl<E: Endpoint> State<E> {
         }
     }
 
+    /// A buffer from the pool (a new one when the pool is empty).
+    fn pool_buffer(&mut self) -> Vec<u8> {
+        self.pool.pop().unwrap_or_else(|| Vec::with_capacity(conn::MIN_READ))
+    }
+
     /// A buffer from the pool with at least [`conn::MIN_READ`] bytes of read area.
     fn read_buffer(&mut self) -> Vec<u8> {
-        let mut buf = self.pool.pop().unwrap_or_default();
+        let mut buf = self.pool_buffer();
         if buf.len() < conn::MIN_READ {
             buf.resize(conn::MIN_READ, 0);
         }
