@@ -8,6 +8,9 @@
 //! A missing `/usr/bin/serf` fails the test under `CI=true` and skips it
 //! (with a message) elsewhere; install it with `apt-get install -y serf`.
 
+// Real sockets, real time: these tests wait on the OS clock.
+#![allow(clippy::disallowed_methods)]
+
 mod runtime_util;
 
 use std::net::SocketAddr;

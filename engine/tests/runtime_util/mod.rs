@@ -1,6 +1,8 @@
 //! Shared helpers of the `runtime_*` integration tests: building
 //! `Membership<Recorder>` instances on loopback and waiting on real time.
 #![allow(dead_code)]
+// Real sockets, real time: the helpers wait on the OS clock.
+#![allow(clippy::disallowed_methods)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
