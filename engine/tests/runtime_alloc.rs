@@ -93,6 +93,17 @@ fn cpu_ticks() -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
+/// Time on CPU of every thread of this process, in ns (`schedstat`'s first
+/// field: finer than the clock ticks of `/proc/self/stat`).
+fn cpu_ns() -> u64 {
+    let mut total = 0;
+    for t in std::fs::read_dir("/proc/self/task").expect("/proc/self/task").flatten() {
+        let s = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+        total += s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    }
+    total
+}
+
 /// The metadata the next update advertises (same length every time).
 static META: AtomicU8 = AtomicU8::new(0);
 
@@ -151,6 +162,7 @@ fn steady_state_does_not_allocate() {
     TRACE.store(std::env::var_os("ALLOC_TRACE").is_some(), Ordering::Relaxed);
     let before = rt.total_stats();
     let cpu0 = cpu_ticks();
+    let ns0 = cpu_ns();
     let t0 = std::time::Instant::now();
     let allocations = counting(|| {
         let mut i = 0usize;
@@ -162,12 +174,14 @@ fn steady_state_does_not_allocate() {
     });
     let elapsed = t0.elapsed();
     let cpu1 = cpu_ticks();
+    let ns1 = cpu_ns();
     let after = rt.total_stats();
     // Linux reports CPU times in 1/100 s (USER_HZ).
     let cpu_s = (cpu1 - cpu0) as f64 / 100.0;
     eprintln!(
         "steady window {:.1} s: {} allocations; datagrams in {} out {}, streams out {} in {}, \
-         commands {}, polls {}; process CPU {:.2} s = {:.2}% of one core; timer lag max {} us, \
+         commands {}, polls {}; process CPU {:.2} s = {:.2}% of one core (schedstat: {:.1} ms = \
+         {:.3}%); timer lag max {} us, \
          >10 ms {} of {} timers",
         elapsed.as_secs_f64(),
         allocations,
@@ -179,6 +193,8 @@ fn steady_state_does_not_allocate() {
         after.polls - before.polls,
         cpu_s,
         100.0 * cpu_s / elapsed.as_secs_f64(),
+        (ns1 - ns0) as f64 / 1e6,
+        100.0 * (ns1 - ns0) as f64 / 1e9 / elapsed.as_secs_f64(),
         after.timer_lag_max_us,
         after.timer_lag_over_10ms,
         after.timers_fired,
