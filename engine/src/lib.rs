@@ -7,6 +7,7 @@
 
 pub mod proto;
 pub mod rng;
+pub mod runtime;
 pub mod sim;
 pub mod time;
 pub mod timer;
