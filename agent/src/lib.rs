@@ -3,5 +3,5 @@
 //!
 //! `main.rs` only dispatches to `commands`; everything testable lives here.
 
-pub mod gonet;
+pub mod go;
 pub mod rpc;

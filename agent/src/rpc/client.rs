@@ -30,7 +30,7 @@ use super::codec::{
     MonitorRequest, QueryRecord, QueryRequest, RequestHeader, RespondRequest, ResponseHeader,
     StatsResponse, StopRequest, StreamRequest, Tags, TagsRequest, Value,
 };
-use crate::gonet;
+use crate::go::net as gonet;
 
 /// Dial timeout and per-write deadline of Go's client.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -201,6 +201,56 @@ pub fn resolve_tcp_addr(hostport: &str) -> Result<SocketAddr, String> {
     Ok(SocketAddr::new(ip, port))
 }
 
+/// Go's `net.IP.String()` of raw address bytes: dotted quad for 4 bytes
+/// and IPv4-mapped 16 bytes, RFC 5952 text for other 16-byte addresses,
+/// `<nil>` for none, `?` + hex for any other length.
+pub fn ip_string(b: &[u8]) -> String {
+    match b.len() {
+        0 => "<nil>".to_string(),
+        4 => format!("{}.{}.{}.{}", b[0], b[1], b[2], b[3]),
+        16 if b[..10].iter().all(|&x| x == 0) && b[10] == 0xff && b[11] == 0xff => {
+            format!("{}.{}.{}.{}", b[12], b[13], b[14], b[15])
+        }
+        16 => {
+            let groups: Vec<u16> = b.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+            // The longest run (first on ties) of at least two zero groups.
+            let (mut best_start, mut best_len) = (usize::MAX, 1);
+            let mut i = 0;
+            while i < 8 {
+                let run = groups[i..].iter().take_while(|&&g| g == 0).count();
+                if run > best_len {
+                    best_start = i;
+                    best_len = run;
+                }
+                i += run.max(1);
+            }
+            let mut out = String::new();
+            let mut i = 0;
+            while i < 8 {
+                if i == best_start {
+                    out.push_str("::");
+                    i += best_len;
+                    continue;
+                }
+                if !out.is_empty() && !out.ends_with(':') {
+                    out.push(':');
+                }
+                out.push_str(&format!("{:x}", groups[i]));
+                i += 1;
+            }
+            out
+        }
+        _ => format!("?{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+    }
+}
+
+/// Go's `net.TCPAddr{IP, Port}.String()`: `ip:port`, `[v6]:port`, and
+/// `:port` when there is no IP.
+pub fn tcp_addr_string(ip: &[u8], port: u16) -> String {
+    let host = if ip.is_empty() { String::new() } else { ip_string(ip) };
+    join_host_port(&host, &port.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +289,24 @@ mod tests {
         assert_eq!(parse_port("-1"), Err("address -1: invalid port".to_string()));
         assert_eq!(parse_port("abc"), Err("address tcp/abc: unknown port".to_string()));
         assert_eq!(parse_port(""), Ok(0));
+    }
+
+    #[test]
+    fn ip_strings_like_go() {
+        assert_eq!(tcp_addr_string(&[127, 0, 1, 1], 7946), "127.0.1.1:7946");
+        let mut mapped = [0u8; 16];
+        mapped[10] = 0xff;
+        mapped[11] = 0xff;
+        mapped[12..].copy_from_slice(&[10, 0, 0, 1]);
+        assert_eq!(tcp_addr_string(&mapped, 1), "10.0.0.1:1");
+        let mut v6 = [0u8; 16];
+        v6[15] = 1;
+        assert_eq!(tcp_addr_string(&v6, 7946), "[::1]:7946");
+        let v6b = [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+        assert_eq!(ip_string(&v6b), "2001:db8::1:0:0:1");
+        assert_eq!(ip_string(&[0u8; 16]), "::");
+        assert_eq!(tcp_addr_string(&[], 5), ":5");
+        assert_eq!(ip_string(&[1, 2]), "?0102");
     }
 
     #[test]
