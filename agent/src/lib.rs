@@ -3,5 +3,6 @@
 //!
 //! `main.rs` only dispatches to `commands`; everything testable lives here.
 
+pub mod config;
 pub mod go;
 pub mod rpc;
