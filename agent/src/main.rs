@@ -1,15 +1,81 @@
 //! `serf`: a drop-in replacement for HashiCorp Serf 0.9.x.
+//!
+//! Top-level dispatch behaves like the Go binary (serf's `main.go` on top of
+//! `mitchellh/cli`), see `shared/protocol/cli.md` §1:
+//!
+//! * `-v` or `--version` anywhere runs `version`;
+//! * `-h`, `-help`, `--help` anywhere before `--` asks for help: the command
+//!   list (no command) or the command's help, on stderr, exit 0;
+//! * no command or an unknown one: the command list on stderr, exit 127;
+//! * flags before the command: `Invalid flags before the subcommand...` and
+//!   the command's help on stderr, exit 1;
+//! * otherwise the command runs with the arguments after its name.
+
+use std::io::Write;
+
+use agent::commands::{self, texts, Ui};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("version") | Some("-v") | Some("--version") => {
-            println!("0.8.2-dev");
-            println!("Agent Protocol: 5 (Understands back to: 2)");
+    std::process::exit(run(args));
+}
+
+fn run(mut args: Vec<String>) -> i32 {
+    if args.iter().any(|a| a == "-v" || a == "--version") {
+        args.insert(0, "version".to_string());
+    }
+    let mut is_help = false;
+    let mut top_flags = false;
+    let mut sub: Option<(String, Vec<String>)> = None;
+    for (i, arg) in args.iter().enumerate() {
+        if arg == "--" {
+            break;
         }
-        _ => {
-            eprintln!("usage: serf <command> [<args>]\n\nthe agent and the RPC commands are not built yet");
-            std::process::exit(127);
+        if arg == "-h" || arg == "-help" || arg == "--help" {
+            is_help = true;
+            continue;
+        }
+        if sub.is_none() {
+            if arg == "-v" || arg == "-version" || arg == "--version" {
+                continue;
+            }
+            if arg.starts_with('-') {
+                top_flags = true;
+            } else if !arg.is_empty() {
+                sub = Some((arg.clone(), args[i + 1..].to_vec()));
+            }
         }
     }
+    let stderr = |s: &str| {
+        let mut e = std::io::stderr().lock();
+        let _ = e.write_all(s.as_bytes());
+        let _ = e.flush();
+    };
+    let Some((name, sub_args)) = sub else {
+        stderr(texts::COMMAND_LIST);
+        return if is_help { 0 } else { 127 };
+    };
+    let Some(spec) = commands::find(&name) else {
+        stderr(texts::COMMAND_LIST);
+        return 127;
+    };
+    if is_help {
+        stderr(&format!("{}\n", spec.help));
+        return 0;
+    }
+    if top_flags {
+        stderr(&format!(
+            "Invalid flags before the subcommand. If these flags are for\n\
+             the subcommand, please put them after the subcommand.\n\n{}\n",
+            spec.help
+        ));
+        return 1;
+    }
+    if name != "agent" {
+        // The agent runtime installs its own signal handling.
+        commands::catch_interrupts();
+    }
+    let mut stdout = std::io::stdout().lock();
+    let mut ui = Ui::new(&mut stdout);
+    (spec.run)(&sub_args, &mut ui)
 }
