@@ -1,6 +1,7 @@
 //! `columnize.SimpleFormat` as the Go CLI uses it for `members` and `keys`:
 //! cells split at `|` and trimmed, every column but the last left-aligned
-//! to its widest cell (byte length) and followed by a two-space gutter, the
+//! to its widest cell (in characters, as observed with non-ASCII node
+//! names) and followed by a two-space gutter, the
 //! last column unpadded, rows joined by `\n` with no trailing newline.
 //!
 //! Hence the quirk cli.md §3 describes: a row whose last cell is empty still
@@ -16,7 +17,7 @@ pub fn simple_format<S: AsRef<str>>(lines: &[S]) -> String {
             if widths.len() <= i {
                 widths.push(0);
             }
-            widths[i] = widths[i].max(cell.len());
+            widths[i] = widths[i].max(cell.chars().count());
         }
     }
     let mut out = String::new();
@@ -26,8 +27,6 @@ pub fn simple_format<S: AsRef<str>>(lines: &[S]) -> String {
                 out.push_str(cell);
             } else {
                 out.push_str(cell);
-                // Go pads with `%-Ns`, which counts runes, to a width that
-                // was measured in bytes.
                 let pad = widths[i].saturating_sub(cell.chars().count());
                 out.extend(std::iter::repeat_n(' ', pad));
                 out.push_str("  ");
@@ -54,6 +53,8 @@ mod tests {
             "nodeLongName  127.0.1.72:7946  alive  \nnodeQ         127.0.1.71:7946  alive  a=b"
         );
         assert_eq!(simple_format::<&str>(&[]), "");
+        // Widths count characters, not bytes (checked against the Go CLI).
+        assert_eq!(simple_format(&["nödéxyz|a|", "abcdefg|b|"]), "nödéxyz  a  \nabcdefg  b  ");
         assert_eq!(
             simple_format(&["failed: | n1 | boom", "failed: | node2 | x"]),
             "failed:  n1     boom\nfailed:  node2  x"
