@@ -3,6 +3,7 @@
 //!
 //! `main.rs` only dispatches to [`commands`]; everything testable lives here.
 
+pub mod agent;
 pub mod commands;
 pub mod config;
 pub mod go;

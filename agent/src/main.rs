@@ -75,7 +75,8 @@ fn run(mut args: Vec<String>) -> i32 {
         // The agent runtime installs its own signal handling.
         commands::catch_interrupts();
     }
-    let mut stdout = std::io::stdout().lock();
+    // Not `.lock()`: the agent's log lines come from other threads.
+    let mut stdout = std::io::stdout();
     let mut ui = Ui::new(&mut stdout);
     (spec.run)(&sub_args, &mut ui)
 }

@@ -171,3 +171,22 @@ fn name_conflict_newcomer_loses() {
         assert!(reason.unwrap().contains("minority in name conflict resolution"));
     }
 }
+
+#[test]
+fn join_reports_completion() {
+    let mut sim = serf_cluster(9, 2, NetConfig::default(), &Config::lan());
+    let id = sim.with(1, |s, now| s.join(now, &[node_addr(0)], true));
+    sim.run_for(Duration::from_secs(2));
+    let done: Vec<_> = sim
+        .events
+        .iter()
+        .filter(|(_, i, e)| *i == 1 && matches!(e, Event::JoinDone { .. }))
+        .collect();
+    assert_eq!(
+        done.len(),
+        1,
+        "{:?}",
+        sim.events.iter().filter(|(_, i, _)| *i == 1).collect::<Vec<_>>()
+    );
+    assert!(matches!(&done[0].2, Event::JoinDone { id: i, joined: 1, .. } if *i == id));
+}

@@ -6,3 +6,4 @@ pub mod client;
 pub mod codec;
 
 pub use client::{Client, ClientError};
+pub mod server;

@@ -285,9 +285,10 @@ impl<E: Endpoint> Link<E> {
     }
 }
 
-/// A clock mapping the OS monotonic clock onto engine [`Instant`]s.
+/// The runtime's clock: engine [`Instant`]s counted from the runtime's start.
+/// Copies share the epoch, so instants from any of them compare.
 #[derive(Clone, Copy, Debug)]
-struct Clock {
+pub struct Clock {
     epoch: std::time::Instant,
 }
 
@@ -298,9 +299,10 @@ impl Clock {
         Clock { epoch: std::time::Instant::now() }
     }
 
+    /// Now, on this clock.
     // The runtime is the one place allowed to read the OS clock (see clippy.toml).
     #[allow(clippy::disallowed_methods)]
-    fn now(&self) -> Instant {
+    pub fn now(&self) -> Instant {
         let us = self.epoch.elapsed().as_micros();
         Instant::from_micros(u64::try_from(us).unwrap_or(u64::MAX))
     }
@@ -358,6 +360,11 @@ where
     /// The runtime's notion of now (what its workers pass to instances).
     pub fn now(&self) -> Instant {
         self.clock.now()
+    }
+
+    /// A copy of the runtime's clock, for other threads that need engine time.
+    pub fn clock(&self) -> Clock {
+        self.clock
     }
 
     /// Creates an instance on the least-loaded worker: binds its TCP

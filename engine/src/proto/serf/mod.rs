@@ -27,7 +27,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 pub use config::{Restore, SerfConfig, PROTOCOL_MAX, PROTOCOL_MIN, USER_EVENT_SIZE_SANE_LIMIT};
-pub use keys::{KeyOp, KeyResponse};
+pub use keys::{base64, KeyOp, KeyResponse};
 pub use query::{QueryParams, CONFLICT_QUERY, INTERNAL_PREFIX, PING_QUERY};
 
 use super::broadcast::{BroadcastQueue, NotifyId};

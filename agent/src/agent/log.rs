@@ -1,0 +1,310 @@
+//! The agent's log: Go's `log` line format (`2026/11/22 01:41:48 [INFO]
+//! serf: ...`), a level filter for the console, a ring of the last 512
+//! lines (all levels) that `monitor` replays, live monitor subscribers with
+//! bounded buffers, and optional syslog.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::config::LogLevel;
+
+/// Lines kept for monitors that attach later (Go keeps 512).
+pub const RING_LINES: usize = 512;
+/// Lines a slow monitor may fall behind before lines are dropped for it.
+pub const MONITOR_BUFFER: usize = 512;
+
+/// Severity of a line, ordered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Err,
+}
+
+impl Level {
+    /// The tag inside the brackets.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Level::Trace => "TRACE",
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Warn => "WARN",
+            Level::Err => "ERR",
+        }
+    }
+
+    /// The level of a configured log level.
+    pub fn of(l: LogLevel) -> Level {
+        match l.name() {
+            "TRACE" => Level::Trace,
+            "DEBUG" => Level::Debug,
+            "INFO" => Level::Info,
+            "WARN" => Level::Warn,
+            _ => Level::Err,
+        }
+    }
+
+    /// Parses a level name, case-insensitive (`monitor -log-level`).
+    pub fn parse(s: &str) -> Option<Level> {
+        match s.to_ascii_uppercase().as_str() {
+            "TRACE" => Some(Level::Trace),
+            "DEBUG" => Some(Level::Debug),
+            "INFO" => Some(Level::Info),
+            "WARN" => Some(Level::Warn),
+            "ERR" | "ERROR" => Some(Level::Err),
+            _ => None,
+        }
+    }
+}
+
+impl From<engine::proto::serf::Level> for Level {
+    fn from(l: engine::proto::serf::Level) -> Self {
+        use engine::proto::serf::Level as L;
+        match l {
+            L::Debug => Level::Debug,
+            L::Info => Level::Info,
+            L::Warn => Level::Warn,
+            L::Error => Level::Err,
+        }
+    }
+}
+
+struct Monitor {
+    id: u64,
+    level: Level,
+    tx: Sender<String>,
+}
+
+struct Inner {
+    level: Level,
+    out: Box<dyn Write + Send>,
+    ring: VecDeque<(Level, String)>,
+    monitors: Vec<Monitor>,
+    next_id: u64,
+    syslog: bool,
+    dropped: u64,
+}
+
+/// The agent's logger; cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct Logger {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl core::fmt::Debug for Logger {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Logger")
+    }
+}
+
+/// Local wall-clock time as Go's default log prefix: `2006/01/02 15:04:05`.
+pub fn timestamp() -> String {
+    #[allow(clippy::disallowed_methods)] // the agent owns the wall clock
+    let now = std::time::SystemTime::now();
+    let secs = now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let t = secs as libc::time_t;
+    // SAFETY: `localtime_r` only writes into the `tm` we pass and reads `t`.
+    let mut tm: libc::tm = unsafe { core::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    if !ok {
+        return "1970/01/01 00:00:00".into();
+    }
+    format!(
+        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+impl Logger {
+    /// A logger writing lines at `level` or above to `out`, each indented by
+    /// four spaces as the Go agent prints them.
+    pub fn new(level: Level, out: Box<dyn Write + Send>) -> Self {
+        Logger {
+            inner: Arc::new(Mutex::new(Inner {
+                level,
+                out,
+                ring: VecDeque::with_capacity(RING_LINES),
+                monitors: Vec::new(),
+                next_id: 0,
+                syslog: false,
+                dropped: 0,
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Also send lines to syslog with `facility` (e.g. `LOCAL0`).
+    pub fn enable_syslog(&self, facility: &str) -> Result<(), String> {
+        let fac = match facility.to_ascii_uppercase().as_str() {
+            "LOCAL0" => libc::LOG_LOCAL0,
+            "LOCAL1" => libc::LOG_LOCAL1,
+            "LOCAL2" => libc::LOG_LOCAL2,
+            "LOCAL3" => libc::LOG_LOCAL3,
+            "LOCAL4" => libc::LOG_LOCAL4,
+            "LOCAL5" => libc::LOG_LOCAL5,
+            "LOCAL6" => libc::LOG_LOCAL6,
+            "LOCAL7" => libc::LOG_LOCAL7,
+            "USER" => libc::LOG_USER,
+            "DAEMON" => libc::LOG_DAEMON,
+            other => return Err(format!("invalid syslog facility: {other}")),
+        };
+        static IDENT: &[u8] = b"serf\0";
+        // SAFETY: `IDENT` is a static NUL-terminated string; openlog keeps the pointer.
+        unsafe { libc::openlog(IDENT.as_ptr().cast(), libc::LOG_PID, fac) };
+        self.lock().syslog = true;
+        Ok(())
+    }
+
+    /// Changes the console level (SIGHUP reload).
+    pub fn set_level(&self, level: Level) {
+        self.lock().level = level;
+    }
+
+    /// The console level.
+    pub fn level(&self) -> Level {
+        self.lock().level
+    }
+
+    /// Logs `text` from `component` at `level`.
+    pub fn log(&self, level: Level, component: &str, text: &str) {
+        let line = format!("{} [{}] {}: {}", timestamp(), level.tag(), component, text);
+        self.line(level, line);
+    }
+
+    /// Logs an already formatted line (`YYYY/MM/DD ... [LEVEL] ...`).
+    pub fn line(&self, level: Level, line: String) {
+        let mut g = self.lock();
+        if level >= g.level {
+            let _ = writeln!(g.out, "    {line}");
+            let _ = g.out.flush();
+            if g.syslog {
+                let prio = match level {
+                    Level::Trace | Level::Debug => libc::LOG_DEBUG,
+                    Level::Info => libc::LOG_INFO,
+                    Level::Warn => libc::LOG_WARNING,
+                    Level::Err => libc::LOG_ERR,
+                };
+                if let Ok(c) = std::ffi::CString::new(line.clone()) {
+                    // SAFETY: a valid NUL-terminated message and a constant "%s" format.
+                    unsafe { libc::syslog(prio, c"%s".as_ptr(), c.as_ptr()) };
+                }
+            }
+        }
+        let mut dropped = 0;
+        g.monitors.retain(|m| {
+            if level < m.level {
+                return true;
+            }
+            match m.tx.try_send(line.clone()) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    dropped += 1;
+                    true
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            }
+        });
+        g.dropped += dropped;
+        if g.ring.len() == RING_LINES {
+            g.ring.pop_front();
+        }
+        g.ring.push_back((level, line));
+    }
+
+    /// Attaches a monitor at `level`: the ring is replayed first (filtered),
+    /// then new lines arrive. Returns an id for [`Logger::detach`].
+    pub fn attach(&self, level: Level) -> (u64, Receiver<String>) {
+        let (tx, rx) = crossbeam_channel::bounded(MONITOR_BUFFER);
+        let mut g = self.lock();
+        for (l, line) in &g.ring {
+            if *l >= level {
+                let _ = tx.try_send(line.clone());
+            }
+        }
+        g.next_id += 1;
+        let id = g.next_id;
+        g.monitors.push(Monitor { id, level, tx });
+        (id, rx)
+    }
+
+    /// Detaches a monitor.
+    pub fn detach(&self, id: u64) {
+        self.lock().monitors.retain(|m| m.id != id);
+    }
+
+    /// Lines dropped because a monitor was too slow.
+    pub fn dropped(&self) -> u64 {
+        self.lock().dropped
+    }
+}
+
+/// A `Write` that appends to a shared buffer (tests).
+#[derive(Clone, Default)]
+pub struct Captured(pub Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_filters_monitors_replay_all_levels() {
+        let buf = Captured::default();
+        let log = Logger::new(Level::Info, Box::new(buf.clone()));
+        log.log(Level::Debug, "serf", "quiet");
+        log.log(Level::Info, "agent", "Serf agent starting");
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(!out.contains("quiet"));
+        let line = out.lines().next().unwrap();
+        assert!(
+            line.starts_with("    20") && line.ends_with(" [INFO] agent: Serf agent starting"),
+            "{line}"
+        );
+        assert_eq!(line.len(), 4 + 19 + " [INFO] agent: Serf agent starting".len());
+        // A debug monitor sees both from the ring, an info one only the second.
+        let (_, debug) = log.attach(Level::Debug);
+        let (id, info) = log.attach(Level::Info);
+        assert_eq!(debug.try_iter().count(), 2);
+        assert_eq!(info.try_iter().count(), 1);
+        log.log(Level::Warn, "serf", "x");
+        assert_eq!(info.try_iter().count(), 1);
+        log.detach(id);
+        log.log(Level::Warn, "serf", "y");
+        assert!(info.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_slow_monitor_loses_lines_not_memory() {
+        let log = Logger::new(Level::Err, Box::new(std::io::sink()));
+        let (_, rx) = log.attach(Level::Info);
+        for i in 0..2000 {
+            log.log(Level::Info, "t", &i.to_string());
+        }
+        assert_eq!(rx.len(), MONITOR_BUFFER);
+        assert!(log.dropped() >= 2000 - MONITOR_BUFFER as u64);
+        assert_eq!(Level::parse("err"), Some(Level::Err));
+        assert_eq!(Level::parse("bogus"), None);
+    }
+}

@@ -1,0 +1,752 @@
+//! The running agent: one Serf instance on the engine runtime, the event
+//! pipeline (log, snapshot, coalescing, handlers, RPC streams) and the
+//! [`AgentHandle`] that the RPC server and the CLI front end drive.
+//!
+//! Threads: the engine worker owns the Serf instance; the dispatcher thread
+//! owns the event pipeline; RPC sessions and the signal loop use the handle.
+//! Commands that complete later (join, leave, tags, keys, queries) return a
+//! channel that the dispatcher fills when the engine reports completion, so
+//! no caller ever blocks the engine, and an RPC server can wait on many at
+//! once (see [`AgentHandle::set_notifier`]).
+
+mod dispatch;
+pub mod handlers;
+pub mod log;
+pub mod snapshot;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+use engine::proto::memberlist::Config as MlConfig;
+use engine::proto::serf::{
+    CommandId, KeyOp, KeyResponse, Member, QueryId, QueryParams, RespondError, Serf, SerfConfig,
+    Tags,
+};
+use engine::runtime::{Clock, InstanceHandle, Runtime, RuntimeConfig};
+use engine::wire::coordinate::Coordinate;
+use engine::wire::crypto::Keyring;
+
+use crate::config::{AgentConfig, EventFilter, Profile, StartError, StartPlan};
+use log::{Level, Logger};
+
+/// Engine events buffered between the worker and the dispatcher.
+const EVENT_CHANNEL: usize = 8192;
+/// Records an RPC stream may fall behind before events are dropped for it
+/// (Go's per-stream buffer).
+pub const STREAM_BUFFER: usize = 512;
+
+/// A record for an RPC `stream` subscriber.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamItem {
+    /// A (coalesced) member event.
+    Members { event: &'static str, members: Vec<Member> },
+    /// A user event.
+    User { ltime: u64, name: String, payload: Vec<u8>, coalesce: bool },
+    /// A query to answer with [`AgentHandle::respond`] and `id`.
+    Query { id: u64, ltime: u64, name: String, payload: Vec<u8> },
+}
+
+/// A record of a query this agent started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueryRecord {
+    Ack { from: String },
+    Response { from: String, payload: Vec<u8> },
+    Done,
+}
+
+/// The outcome of a join: nodes contacted and Go's multierror text when
+/// none succeeded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinOutcome {
+    pub joined: usize,
+    pub error: Option<String>,
+}
+
+/// Formats errors as hashicorp/go-multierror does.
+pub fn multierror(errors: &[String]) -> String {
+    let n = errors.len();
+    let mut s =
+        if n == 1 { "1 error occurred:\n".to_string() } else { format!("{n} errors occurred:\n") };
+    for e in errors {
+        s.push_str("\t* ");
+        s.push_str(e);
+        s.push('\n');
+    }
+    s.push('\n');
+    s
+}
+
+struct Subscriber {
+    id: u64,
+    filters: Vec<EventFilter>,
+    tx: Sender<StreamItem>,
+}
+
+#[derive(Default)]
+struct Waiters {
+    /// Join waiters, with the address-resolution errors to report too.
+    joins: HashMap<CommandId, (Sender<JoinOutcome>, Vec<String>)>,
+    force_leaves: HashMap<CommandId, Sender<Result<(), String>>>,
+    tags: HashMap<CommandId, Sender<Result<(), String>>>,
+    keys: HashMap<CommandId, Sender<(KeyResponse, Option<String>)>>,
+    queries: HashMap<QueryId, Sender<QueryRecord>>,
+    leave: Option<Sender<Result<(), String>>>,
+}
+
+/// State shared by the handle and the dispatcher.
+pub(crate) struct Shared {
+    serf: InstanceHandle<Serf>,
+    name: String,
+    config: AgentConfig,
+    logger: Logger,
+    waiters: Mutex<Waiters>,
+    subscribers: Mutex<Vec<Subscriber>>,
+    next_sub: Mutex<u64>,
+    notifier: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+    /// Agent-level shutdown requests (RPC leave, a lost name vote).
+    shutdown_tx: Sender<ShutdownReason>,
+    keyring_file: Option<PathBuf>,
+    tags_file: Option<PathBuf>,
+    clock: Clock,
+    /// The event handlers, as shown by `stats` (`event_handlers`).
+    handler_specs: Mutex<Vec<(String, String)>>,
+    /// The scripts the handler runner uses (replaced on reload).
+    handler_scripts: Arc<Mutex<Vec<crate::config::EventScript>>>,
+}
+
+/// Why the agent wants to stop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShutdownReason {
+    /// An RPC `leave` completed.
+    Left,
+    /// The engine stopped itself (e.g. it lost a name-conflict vote).
+    Engine(String),
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A cloneable handle to the running agent, usable from any thread.
+#[derive(Clone)]
+pub struct AgentHandle {
+    shared: Arc<Shared>,
+}
+
+impl core::fmt::Debug for AgentHandle {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("AgentHandle").field("name", &self.shared.name).finish()
+    }
+}
+
+/// The running agent.
+pub struct Agent {
+    handle: AgentHandle,
+    runtime: Option<Runtime<Serf>>,
+    dispatcher: Option<JoinHandle<()>>,
+    shutdown_rx: Receiver<ShutdownReason>,
+    /// The address gossiped to peers.
+    pub advertise: SocketAddr,
+    /// A notice to print at start-up (e.g. loopback-only advertise address).
+    pub notices: Vec<String>,
+}
+
+/// Picks the address to advertise: the configured one, the bind address, or
+/// for a wildcard bind a private IPv4 address of this host. On a host whose
+/// only address is loopback, Go fails; we advertise 127.0.0.1 and say so.
+pub fn advertise_address(c: &AgentConfig) -> (SocketAddr, Option<String>) {
+    if let Some(a) = c.advertise {
+        return (a, None);
+    }
+    if !c.bind.ip().is_unspecified() {
+        return (c.bind, None);
+    }
+    let port = c.bind.port();
+    if let Some(ip) = private_ipv4() {
+        return (SocketAddr::new(IpAddr::V4(ip), port), None);
+    }
+    let lo = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    let notice = format!(
+        "No private IP address found, and explicit IP not provided: advertising {lo} (only this host \
+         can reach it; set -advertise to choose an address)"
+    );
+    (lo, Some(notice))
+}
+
+/// The first private (RFC 1918 or RFC 6598) IPv4 address of an interface.
+fn private_ipv4() -> Option<Ipv4Addr> {
+    let mut addrs: *mut libc::ifaddrs = core::ptr::null_mut();
+    // SAFETY: getifaddrs fills `addrs` with a list we free below.
+    if unsafe { libc::getifaddrs(&mut addrs) } != 0 {
+        return None;
+    }
+    let mut found = None;
+    let mut cur = addrs;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: `ifa_addr` is non-null and points to a sockaddr.
+            let family = unsafe { (*ifa.ifa_addr).sa_family };
+            if i32::from(family) == libc::AF_INET {
+                // SAFETY: AF_INET addresses are sockaddr_in.
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                let o = ip.octets();
+                let private = ip.is_private() || (o[0] == 100 && (o[1] & 0xc0) == 64);
+                if private && found.is_none() {
+                    found = Some(ip);
+                }
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: `addrs` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(addrs) };
+    found
+}
+
+/// The Serf configuration for an agent configuration.
+pub fn serf_config(c: &AgentConfig, plan: &StartPlan, advertise: SocketAddr) -> SerfConfig {
+    let mut ml = match c.profile {
+        Profile::Lan => MlConfig::lan(),
+        Profile::Wan => MlConfig::wan(),
+        Profile::Local => MlConfig::local(),
+    };
+    ml.name = c.node_name.clone();
+    ml.advertise_addr = advertise.ip();
+    ml.advertise_port = advertise.port();
+    ml.enable_compression = c.enable_compression;
+    let mut s = SerfConfig::agent(ml);
+    s.protocol_version = plan.protocol;
+    s.tags = plan.tags.clone();
+    s.broadcast_timeout = c.broadcast_timeout;
+    s.reconnect_interval = c.reconnect_interval;
+    s.reconnect_timeout = c.reconnect_timeout;
+    s.tombstone_timeout = c.tombstone_timeout;
+    s.query_response_size_limit = usize::try_from(c.query_response_size_limit).unwrap_or(1024);
+    s.query_size_limit = usize::try_from(c.query_size_limit).unwrap_or(1024);
+    s.user_event_size_limit = usize::try_from(c.user_event_size_limit).unwrap_or(512);
+    s.enable_name_conflict_resolution = !c.disable_name_resolution;
+    s.disable_coordinates = c.disable_coordinates;
+    s
+}
+
+impl Agent {
+    /// Starts the Serf instance and the event pipeline. Errors are worded as
+    /// the Go agent prints them after `==> `.
+    pub fn start(c: &AgentConfig, plan: &StartPlan, logger: Logger) -> Result<Agent, StartError> {
+        let (advertise, notice) = advertise_address(c);
+        let mut notices = Vec::new();
+        if let Some(n) = notice {
+            notices.push(n);
+        }
+        let keyring = if plan.keys.is_empty() {
+            None
+        } else {
+            let keys: Vec<&[u8]> = plan.keys.iter().map(Vec::as_slice).collect();
+            Some(Keyring::from_keys(&keys).map_err(|e| {
+                StartError::Start(format!("Error creating Serf: Failed to create memberlist: {e}"))
+            })?)
+        };
+        let mut scfg = serf_config(c, plan, advertise);
+        // Snapshot: replay it before the instance exists.
+        let snap = match &c.snapshot_path {
+            Some(p) => Some(
+                snapshot::Snapshotter::open(p, c.rejoin_after_leave, &logger).map_err(|e| {
+                    StartError::Start(format!("Error creating Serf: Failed to setup snapshot: {e}"))
+                })?,
+            ),
+            None => None,
+        };
+        if let Some(s) = &snap {
+            scfg.restore = Some(s.restore());
+        }
+        // Validate what Serf::new validates, on this thread, for a clean error.
+        Serf::new(
+            scfg.clone(),
+            engine::time::Instant::ZERO,
+            engine::rng::Rng::seed_from_u64(0),
+            keyring.clone(),
+        )
+        .map_err(|e| StartError::Start(format!("Error creating Serf: {e}")))?;
+        let runtime =
+            Runtime::<Serf>::new(RuntimeConfig { workers: 1, ..RuntimeConfig::default() })
+                .map_err(|e| StartError::Start(format!("Error creating Serf: {e}")))?;
+        let (ev_tx, ev_rx) = crossbeam_channel::bounded(EVENT_CHANNEL);
+        let factory_cfg = scfg.clone();
+        let kr = keyring.clone();
+        let serf = runtime
+            .spawn(c.bind, Some(ev_tx), move |now, rng| {
+                Serf::new(factory_cfg, now, rng, kr)
+                    .unwrap_or_else(|e| panic!("validated above: {e}"))
+            })
+            .map_err(|e| {
+                StartError::Start(format!(
+                    "Error creating Serf: Failed to create memberlist: {}",
+                    spawn_error(&e)
+                ))
+            })?;
+        let (shutdown_tx, shutdown_rx) = crossbeam_channel::unbounded();
+        let shared = Arc::new(Shared {
+            serf,
+            name: c.node_name.clone(),
+            config: c.clone(),
+            logger: logger.clone(),
+            waiters: Mutex::new(Waiters::default()),
+            subscribers: Mutex::new(Vec::new()),
+            next_sub: Mutex::new(0),
+            notifier: Mutex::new(None),
+            shutdown_tx,
+            keyring_file: c.keyring_file.clone(),
+            tags_file: c.tags_file.clone(),
+            clock: runtime.clock(),
+            handler_specs: Mutex::new(
+                c.event_handlers.iter().map(|h| (h.stats_key(), h.script.clone())).collect(),
+            ),
+            handler_scripts: Arc::new(Mutex::new(c.event_handlers.clone())),
+        });
+        let handlers = handlers::Runner::start(
+            shared.handler_scripts.clone(),
+            &logger,
+            shared.serf.clone(),
+            &shared.name,
+        );
+        let dispatcher = dispatch::Dispatcher::new(shared.clone(), ev_rx, snap, handlers);
+        let thread = std::thread::Builder::new()
+            .name("agent-events".into())
+            .spawn(move || dispatcher.run())
+            .map_err(|e| StartError::Start(format!("Error starting event loop: {e}")))?;
+        logger.log(Level::Info, "agent", "Serf agent starting");
+        Ok(Agent {
+            handle: AgentHandle { shared },
+            runtime: Some(runtime),
+            dispatcher: Some(thread),
+            shutdown_rx,
+            advertise,
+            notices,
+        })
+    }
+
+    /// A handle for RPC sessions and the front end.
+    pub fn handle(&self) -> AgentHandle {
+        self.handle.clone()
+    }
+
+    /// Requests to stop (RPC leave done, engine shutdown).
+    pub fn shutdown_requests(&self) -> &Receiver<ShutdownReason> {
+        &self.shutdown_rx
+    }
+
+    /// Stops everything: the instance (no leave message), the runtime and the
+    /// event pipeline (pending handler runs finish or are abandoned).
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.handle.shared.serf.call(|s, _| {
+            if s.state() != engine::proto::serf::State::Left {
+                Some(())
+            } else {
+                None
+            }
+        });
+        let _ = self.handle.shared.serf.remove();
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown();
+        }
+        if let Some(t) = self.dispatcher.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn spawn_error(e: &engine::runtime::SpawnError) -> String {
+    match e {
+        engine::runtime::SpawnError::Io { op, addr, error } => {
+            let text = error.to_string();
+            let text = match text.find(" (os error") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            };
+            let mut chars = text.chars();
+            let text = match chars.next() {
+                Some(c) => c.to_lowercase().collect::<String>() + chars.as_str(),
+                None => text,
+            };
+            format!(
+                "Failed to start TCP listener on \"{}\" port {}: {op} {addr}: {text}",
+                addr.ip(),
+                addr.port()
+            )
+        }
+        engine::runtime::SpawnError::Closed => "runtime closed".into(),
+    }
+}
+
+/// Resolves a join address: `host[:port]` or `name/host[:port]`, port
+/// defaulting to `default_port`.
+pub fn resolve_join_addr(addr: &str, default_port: u16) -> Result<Vec<SocketAddr>, String> {
+    let host = addr.split_once('/').map_or(addr, |(_, h)| h);
+    let with_port = if host.parse::<SocketAddr>().is_ok() {
+        host.to_string()
+    } else if host.parse::<IpAddr>().is_ok() {
+        match host.parse::<IpAddr>() {
+            Ok(IpAddr::V6(v6)) => format!("[{v6}]:{default_port}"),
+            _ => format!("{host}:{default_port}"),
+        }
+    } else if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        && !host.starts_with('[')
+    {
+        host.to_string()
+    } else {
+        format!("{host}:{default_port}")
+    };
+    with_port.to_socket_addrs().map(|it| it.collect()).map_err(|e| e.to_string())
+}
+
+impl AgentHandle {
+    /// Registers a function the dispatcher calls after it delivers anything
+    /// to a channel returned by this handle (an RPC server wakes its poll).
+    pub fn set_notifier(&self, f: Arc<dyn Fn() + Send + Sync>) {
+        *lock(&self.shared.notifier) = Some(f);
+    }
+
+    /// The node name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The agent configuration.
+    pub fn config(&self) -> &AgentConfig {
+        &self.shared.config
+    }
+
+    /// The logger (for `monitor`).
+    pub fn logger(&self) -> &Logger {
+        &self.shared.logger
+    }
+
+    fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Serf, engine::time::Instant) -> R + Send + 'static,
+    ) -> Result<R, String> {
+        self.shared.serf.call(f).map_err(|_| "agent is shutting down".to_string())
+    }
+
+    /// Every member, including failed and left ones not yet reaped.
+    pub fn members(&self) -> Vec<Member> {
+        self.call(|s, _| s.members().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Our own member record.
+    pub fn local_member(&self) -> Option<Member> {
+        self.call(|s, _| s.local_member()).ok()
+    }
+
+    /// Joins through `addrs` (push-pull with each). With `replay` false,
+    /// user events older than the cluster's event clock are not delivered.
+    pub fn join(&self, addrs: &[String], replay: bool) -> Receiver<JoinOutcome> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let port = self.shared.config.bind.port();
+        let mut errors = Vec::new();
+        let mut resolved = Vec::new();
+        for a in addrs {
+            match resolve_join_addr(a, port) {
+                Ok(list) => resolved.extend(list),
+                Err(e) => errors.push(format!("Failed to resolve {a}: {e}")),
+            }
+        }
+        self.shared.logger.log(
+            Level::Info,
+            "agent",
+            &format!("joining: [{}] replay: {replay}", addrs.join(" ")),
+        );
+        let shared = self.shared.clone();
+        let tx2 = tx.clone();
+        let sent = self.call(move |s, now| {
+            let id = s.join(now, &resolved, !replay);
+            lock(&shared.waiters).joins.insert(id, (tx2, errors));
+        });
+        if sent.is_err() {
+            let _ =
+                tx.send(JoinOutcome { joined: 0, error: Some("agent is shutting down".into()) });
+        }
+        rx
+    }
+
+    /// Starts a graceful leave; the result arrives when it finishes.
+    pub fn leave(&self) -> Receiver<Result<(), String>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let shared = self.shared.clone();
+        let tx2 = tx.clone();
+        let r = self.call(move |s, now| match s.leave(now) {
+            Ok(()) if s.state() == engine::proto::serf::State::Left => Err(None),
+            Ok(()) => {
+                lock(&shared.waiters).leave = Some(tx2);
+                Ok(())
+            }
+            Err(e) => Err(Some(e)),
+        });
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(None)) => {
+                let _ = tx.send(Ok(()));
+            }
+            Ok(Err(Some(e))) => {
+                let _ = tx.send(Err(e));
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        }
+        rx
+    }
+
+    /// Force-leaves `node` (and with `prune`, erases it).
+    pub fn force_leave(&self, node: &str, prune: bool) -> Receiver<Result<(), String>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let shared = self.shared.clone();
+        let node = node.to_string();
+        let tx2 = tx.clone();
+        if let Err(e) = self.call(move |s, now| {
+            let id = s.force_leave(now, &node, prune);
+            lock(&shared.waiters).force_leaves.insert(id, tx2);
+        }) {
+            let _ = tx.send(Err(e));
+        }
+        rx
+    }
+
+    /// Sends a user event.
+    pub fn user_event(&self, name: &str, payload: &[u8], coalesce: bool) -> Result<(), String> {
+        let (name, payload) = (name.to_string(), payload.to_vec());
+        self.shared.logger.log(
+            Level::Debug,
+            "agent",
+            &format!(
+                "Requesting user event send: {name}. Coalesced: {coalesce}. Payload: {:?}",
+                String::from_utf8_lossy(&payload)
+            ),
+        );
+        self.call(move |s, now| s.user_event(now, &name, &payload, coalesce))?
+    }
+
+    /// Replaces tags (current − `delete` + `set`), persisting the tags file.
+    pub fn set_tags(
+        &self,
+        set: &BTreeMap<String, String>,
+        delete: &[String],
+    ) -> Receiver<Result<(), String>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let current = self.call(|s, _| s.tags().clone()).unwrap_or_default();
+        let mut tags: Tags = current;
+        for d in delete {
+            tags.remove(d);
+        }
+        for (k, v) in set {
+            tags.insert(k.clone(), v.clone());
+        }
+        if let Some(path) = &self.shared.tags_file {
+            let pairs: Vec<(String, String)> =
+                tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let text =
+                crate::go::json::marshal_indent(&crate::go::json::Out::string_map(Some(&pairs)));
+            if let Err(e) = write_json_file(path, &text) {
+                let _ = tx.send(Err(format!("Failed to write tags file: {e}")));
+                return rx;
+            }
+        }
+        let shared = self.shared.clone();
+        let tx2 = tx.clone();
+        match self.call(move |s, now| match s.set_tags(now, tags) {
+            Ok(id) => {
+                lock(&shared.waiters).tags.insert(id, tx2);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) | Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        }
+        rx
+    }
+
+    /// Starts a query; records arrive on the returned channel, ending with `Done`.
+    pub fn query(
+        &self,
+        name: &str,
+        payload: &[u8],
+        params: QueryParams,
+    ) -> Result<Receiver<QueryRecord>, String> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let shared = self.shared.clone();
+        let (name, payload) = (name.to_string(), payload.to_vec());
+        self.call(move |s, now| match s.query(now, &name, &payload, &params) {
+            Ok(id) => {
+                lock(&shared.waiters).queries.insert(id, tx);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        })??;
+        Ok(rx)
+    }
+
+    /// Answers a query delivered on a stream.
+    pub fn respond(&self, id: u64, payload: &[u8]) -> Result<(), RespondError> {
+        let payload = payload.to_vec();
+        self.call(move |s, now| s.respond(now, id, &payload))
+            .unwrap_or(Err(RespondError::NoSuchQuery))
+    }
+
+    /// Runs a key operation over the cluster; `key` is the raw key.
+    pub fn key_op(&self, op: KeyOp, key: &[u8]) -> Receiver<(KeyResponse, Option<String>)> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let shared = self.shared.clone();
+        let key = key.to_vec();
+        let tx2 = tx.clone();
+        if let Err(e) = self.call(move |s, now| {
+            let id = s.key_op(now, op, &key, 0);
+            lock(&shared.waiters).keys.insert(id, tx2);
+        }) {
+            let _ = tx.send((KeyResponse::default(), Some(e)));
+        }
+        rx
+    }
+
+    /// The coordinate last seen for `node` (ours included).
+    pub fn coordinate(&self, node: &str) -> Option<Coordinate> {
+        let node = node.to_string();
+        self.call(move |s, _| s.cached_coordinate(&node)).ok().flatten()
+    }
+
+    /// The `stats` sections, as `serf info` shows them.
+    pub fn stats(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        let (st, tags) = match self.call(|s, _| (s.stats(), s.tags().clone())) {
+            Ok(v) => v,
+            Err(_) => return BTreeMap::new(),
+        };
+        let mut out = BTreeMap::new();
+        let mut agent = BTreeMap::new();
+        agent.insert("name".to_string(), self.shared.name.clone());
+        out.insert("agent".to_string(), agent);
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string();
+        let mut rt = BTreeMap::new();
+        rt.insert("os".into(), std::env::consts::OS.to_string());
+        rt.insert("arch".into(), go_arch().to_string());
+        rt.insert("version".into(), format!("serf-rs {}", env!("CARGO_PKG_VERSION")));
+        rt.insert("max_procs".into(), cpus.clone());
+        rt.insert("goroutines".into(), thread_count().to_string());
+        rt.insert("cpu_count".into(), cpus);
+        out.insert("runtime".to_string(), rt);
+        let mut serf = BTreeMap::new();
+        let b = |v: bool| if v { "true" } else { "false" }.to_string();
+        serf.insert("members".into(), st.members.to_string());
+        serf.insert("failed".into(), st.failed.to_string());
+        serf.insert("left".into(), st.left.to_string());
+        serf.insert("health_score".into(), st.health_score.to_string());
+        serf.insert("member_time".into(), st.member_time.to_string());
+        serf.insert("event_time".into(), st.event_time.to_string());
+        serf.insert("query_time".into(), st.query_time.to_string());
+        serf.insert("intent_queue".into(), st.intent_queue.to_string());
+        serf.insert("event_queue".into(), st.event_queue.to_string());
+        serf.insert("query_queue".into(), st.query_queue.to_string());
+        serf.insert("encrypted".into(), b(st.encrypted));
+        if let Some(r) = st.coordinate_resets {
+            serf.insert("coordinate_resets".into(), r.to_string());
+        }
+        out.insert("serf".to_string(), serf);
+        out.insert("tags".to_string(), tags);
+        let handlers: BTreeMap<String, String> =
+            lock(&self.shared.handler_specs).iter().cloned().collect();
+        out.insert("event_handlers".to_string(), handlers);
+        out
+    }
+
+    /// Subscribes to events matching `filters` (post-coalescing); returns an
+    /// id for [`AgentHandle::unsubscribe`] and the bounded channel.
+    pub fn subscribe(&self, filters: Vec<EventFilter>) -> (u64, Receiver<StreamItem>) {
+        let (tx, rx) = crossbeam_channel::bounded(STREAM_BUFFER);
+        let mut n = lock(&self.shared.next_sub);
+        *n += 1;
+        let id = *n;
+        lock(&self.shared.subscribers).push(Subscriber { id, filters, tx });
+        (id, rx)
+    }
+
+    /// Ends a subscription.
+    pub fn unsubscribe(&self, id: u64) {
+        lock(&self.shared.subscribers).retain(|s| s.id != id);
+    }
+
+    /// Asks the agent to stop (used after an RPC leave).
+    pub fn request_shutdown(&self, reason: ShutdownReason) {
+        let _ = self.shared.shutdown_tx.send(reason);
+    }
+
+    /// Replaces the event handlers (SIGHUP reload).
+    pub fn reload_handlers(&self, scripts: &[crate::config::EventScript]) {
+        *lock(&self.shared.handler_specs) =
+            scripts.iter().map(|h| (h.stats_key(), h.script.clone())).collect();
+        *lock(&self.shared.handler_scripts) = scripts.to_vec();
+    }
+
+    /// The engine's clock.
+    pub fn now(&self) -> engine::time::Instant {
+        self.shared.clock.now()
+    }
+}
+
+/// Go's `runtime.GOARCH` names.
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    }
+}
+
+fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:").map(|v| v.trim().parse().unwrap_or(0)))
+        })
+        .unwrap_or(0)
+}
+
+/// Writes `contents` to `path` with mode 0600, as Go writes keyring and
+/// tags files.
+pub fn write_json_file(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())
+}
+
+/// Whether `item` passes any of `filters` (RPC stream and handler rules).
+pub fn matches(filters: &[EventFilter], kind: &str, name: &str) -> bool {
+    filters
+        .iter()
+        .any(|f| f.event == "*" || (f.event == kind && (f.name.is_empty() || f.name == name)))
+}
