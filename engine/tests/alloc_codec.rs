@@ -14,9 +14,6 @@
 //! section runs once to warm up, then thousands of times with the counter
 //! checked to stay at zero.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use engine::wire::coordinate::Coordinate;
 use engine::wire::crypto::Keyring;
 use engine::wire::memberlist::{Message, MessageType};
@@ -25,43 +22,9 @@ use engine::wire::packet::{write_compound, PacketCodec, SealOptions, HEADROOM, P
 use engine::wire::serf::{write_node_filter, write_tag_filter, Query, SerfMessage, SerfType, Tags};
 use engine::wire::stream::{frame_len, StreamCodec, StreamMessage};
 
-/// Counts allocations made by the current thread (the test harness's other
-/// threads do not disturb the count).
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards every call to `System` unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocs() -> u64 {
-    ALLOCS.with(Cell::get)
-}
+#[path = "support/alloc.rs"]
+mod alloc;
+use alloc::thread_allocs as allocs;
 
 /// Runs `f` and returns how many allocations it made on this thread.
 fn count(f: impl FnOnce()) -> u64 {

@@ -2,8 +2,6 @@
 //! updating the Vivaldi client, encoding our own payload and estimating a
 //! distance allocate nothing once set up.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::time::Duration;
 
 use engine::proto::coordinate::{distance_duration, LatencyFilter, VivaldiClient, VivaldiConfig};
@@ -11,49 +9,9 @@ use engine::rng::Rng;
 use engine::wire::coordinate::{Coordinate, PING_PAYLOAD_LEN};
 use engine::wire::msgpack::{Dialect, Writer};
 
-thread_local! {
-    /// Allocations made by this thread (the test harness's own threads do
-    /// not disturb the count).
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count() {
-    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-}
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
-
-struct Counting;
-
-// SAFETY: every method forwards to `System` with the caller's arguments
-// unchanged; counting touches only a thread-local `Cell`, which never
-// allocates (const-initialised, no destructor).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: forwarded contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: forwarded contract.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: forwarded contract.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded contract.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "support/alloc.rs"]
+mod alloc;
+use alloc::thread_allocs as allocations;
 
 const PEERS: usize = 16;
 

@@ -27,7 +27,7 @@ use engine::wire::packet::{
 use engine::wire::serf::{
     self, write_event_bucket, write_node_filter, write_str_list, write_tag_filter, write_tags,
     BufferedEvent, ConflictResponse, Filter, Join, KeyRequest, KeyResponse, Leave, Member,
-    QueryResponse, Relay, SerfBody, SerfMessage, SerfType, Tags, UserEvent,
+    QueryResponse, Relay, SerfMessage, SerfType, Tags, UserEvent,
 };
 use engine::wire::stream::{frame_len, StreamCodec, StreamMessage};
 use engine::wire::{Error, Result};

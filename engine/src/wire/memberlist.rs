@@ -8,7 +8,8 @@
 //! Byte fields that Go does not mark `omitempty` are `Option<&[u8]>`: nil
 //! (`None`) and empty (`Some(&[])`) are different bytes on the wire.
 
-use super::msgpack::{read_struct, Dialect, Reader, Writer};
+use super::msgpack::{read_struct, Reader, Writer};
+pub use super::Body;
 use super::{Error, Result};
 
 /// The first byte of every memberlist message.
@@ -51,46 +52,6 @@ impl TryFrom<u8> for MessageType {
             MessageType::Err,
         ];
         ALL.get(usize::from(b)).copied().ok_or(Error::UnknownType(b))
-    }
-}
-
-/// A message body with a fixed type byte.
-pub trait Body<'a>: Sized {
-    /// The type byte written before the body.
-    const TYPE: MessageType;
-    /// Reads one body from `r` (the type byte already consumed).
-    fn decode_from(r: &mut Reader<'a>) -> Result<Self>;
-    /// Writes the body (no type byte) into `w`.
-    fn encode_body(&self, w: &mut Writer<'_>) -> Result<()>;
-
-    /// Decodes a body that must fill `bytes` exactly.
-    fn decode(bytes: &'a [u8]) -> Result<Self> {
-        let mut r = Reader::new(bytes);
-        let v = Self::decode_from(&mut r)?;
-        r.finish()?;
-        Ok(v)
-    }
-
-    /// Writes the type byte and the body.
-    fn encode(&self, w: &mut Writer<'_>) -> Result<()> {
-        w.byte(Self::TYPE as u8)?;
-        self.encode_body(w)
-    }
-
-    /// Encodes type byte + body into `out` (gossip dialect); returns the length.
-    fn encode_to(&self, out: &mut [u8]) -> Result<usize> {
-        let mut w = Writer::new(out, Dialect::Gossip);
-        self.encode(&mut w)?;
-        Ok(w.len())
-    }
-
-    /// Length of type byte + body.
-    fn encoded_len(&self) -> usize {
-        let mut w = Writer::counting(Dialect::Gossip);
-        // A counting writer cannot run out of space; the only other failure
-        // is a length over u32::MAX, which no caller can build in memory.
-        let _ = self.encode(&mut w);
-        w.len()
     }
 }
 
@@ -139,7 +100,7 @@ pub struct Ping<'a> {
 }
 
 impl<'a> Body<'a> for Ping<'a> {
-    const TYPE: MessageType = MessageType::Ping;
+    const TYPE: u8 = MessageType::Ping as u8;
     fn decode_from(r: &mut Reader<'a>) -> Result<Self> {
         let mut m = Ping::default();
         read_struct(r, |k, r| {
@@ -206,7 +167,7 @@ pub struct IndirectPing<'a> {
 }
 
 impl<'a> Body<'a> for IndirectPing<'a> {
-    const TYPE: MessageType = MessageType::IndirectPing;
+    const TYPE: u8 = MessageType::IndirectPing as u8;
     fn decode_from(r: &mut Reader<'a>) -> Result<Self> {
         let mut m = IndirectPing::default();
         read_struct(r, |k, r| {
@@ -272,7 +233,7 @@ pub struct Ack<'a> {
 }
 
 impl<'a> Body<'a> for Ack<'a> {
-    const TYPE: MessageType = MessageType::Ack;
+    const TYPE: u8 = MessageType::Ack as u8;
     fn decode_from(r: &mut Reader<'a>) -> Result<Self> {
         let mut m = Ack::default();
         read_struct(r, |k, r| {
@@ -302,7 +263,7 @@ pub struct Nack {
 }
 
 impl<'a> Body<'a> for Nack {
-    const TYPE: MessageType = MessageType::Nack;
+    const TYPE: u8 = MessageType::Nack as u8;
     fn decode_from(r: &mut Reader<'a>) -> Result<Self> {
         let mut m = Nack::default();
         read_struct(r, |k, r| {
@@ -340,7 +301,7 @@ pub struct Dead<'a> {
 macro_rules! accusation {
     ($t:ident, $ty:expr) => {
         impl<'a> Body<'a> for $t<'a> {
-            const TYPE: MessageType = $ty;
+            const TYPE: u8 = $ty as u8;
             fn decode_from(r: &mut Reader<'a>) -> Result<Self> {
                 let mut m = $t::default();
                 read_struct(r, |k, r| {
@@ -385,7 +346,7 @@ pub struct Alive<'a> {
 }
 
 impl<'a> Body<'a> for Alive<'a> {
-    const TYPE: MessageType = MessageType::Alive;
+    const TYPE: u8 = MessageType::Alive as u8;
     fn decode_from(r: &mut Reader<'a>) -> Result<Self> {
         let mut m = Alive::default();
         read_struct(r, |k, r| {
@@ -428,7 +389,7 @@ pub struct Compress<'a> {
 }
 
 impl<'a> Body<'a> for Compress<'a> {
-    const TYPE: MessageType = MessageType::Compress;
+    const TYPE: u8 = MessageType::Compress as u8;
     fn decode_from(r: &mut Reader<'a>) -> Result<Self> {
         let mut m = Compress::default();
         read_struct(r, |k, r| {
@@ -471,7 +432,7 @@ pub struct ErrResp<'a> {
 }
 
 impl<'a> Body<'a> for ErrResp<'a> {
-    const TYPE: MessageType = MessageType::Err;
+    const TYPE: u8 = MessageType::Err as u8;
     fn decode_from(r: &mut Reader<'a>) -> Result<Self> {
         let mut m = ErrResp::default();
         read_struct(r, |k, r| {
@@ -530,7 +491,7 @@ pub struct PushPullHeader {
 pub const MAX_PUSH_STATE_BYTES: usize = 20 * 1024 * 1024;
 
 impl<'a> Body<'a> for PushPullHeader {
-    const TYPE: MessageType = MessageType::PushPull;
+    const TYPE: u8 = MessageType::PushPull as u8;
     fn decode_from(r: &mut Reader<'a>) -> Result<Self> {
         let mut m = PushPullHeader::default();
         read_struct(r, |k, r| {
@@ -724,7 +685,7 @@ pub struct UserMsgHeader {
 }
 
 impl<'a> Body<'a> for UserMsgHeader {
-    const TYPE: MessageType = MessageType::User;
+    const TYPE: u8 = MessageType::User as u8;
     fn decode_from(r: &mut Reader<'a>) -> Result<Self> {
         let mut m = UserMsgHeader::default();
         read_struct(r, |k, r| {
@@ -816,6 +777,7 @@ impl<'a> Message<'a> {
 #[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
+    use crate::wire::msgpack::Dialect;
 
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()

@@ -115,3 +115,46 @@ impl std::error::Error for Error {}
 
 /// Result alias for the wire module.
 pub type Result<T> = core::result::Result<T, Error>;
+
+/// A message body with a fixed type byte: every memberlist and Serf message.
+///
+/// Decoding matches map keys by exact name in any order and skips unknown
+/// keys (as Go does); encoding writes Go's key order.
+pub trait Body<'a>: Sized {
+    /// The type byte written before the body.
+    const TYPE: u8;
+    /// Reads one body from `r` (the type byte already consumed).
+    fn decode_from(r: &mut msgpack::Reader<'a>) -> Result<Self>;
+    /// Writes the body (no type byte) into `w`.
+    fn encode_body(&self, w: &mut msgpack::Writer<'_>) -> Result<()>;
+
+    /// Decodes a body that must fill `bytes` exactly.
+    fn decode(bytes: &'a [u8]) -> Result<Self> {
+        let mut r = msgpack::Reader::new(bytes);
+        let v = Self::decode_from(&mut r)?;
+        r.finish()?;
+        Ok(v)
+    }
+
+    /// Writes the type byte and the body.
+    fn encode(&self, w: &mut msgpack::Writer<'_>) -> Result<()> {
+        w.byte(Self::TYPE)?;
+        self.encode_body(w)
+    }
+
+    /// Encodes type byte + body into `out` (gossip dialect); returns the length.
+    fn encode_to(&self, out: &mut [u8]) -> Result<usize> {
+        let mut w = msgpack::Writer::new(out, msgpack::Dialect::Gossip);
+        self.encode(&mut w)?;
+        Ok(w.len())
+    }
+
+    /// Length of type byte + body.
+    fn encoded_len(&self) -> usize {
+        let mut w = msgpack::Writer::counting(msgpack::Dialect::Gossip);
+        // A counting writer cannot run out of space; the only other failure
+        // is a length over u32::MAX, which no caller can build in memory.
+        let _ = self.encode(&mut w);
+        w.len()
+    }
+}

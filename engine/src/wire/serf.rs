@@ -8,7 +8,8 @@
 
 use core::marker::PhantomData;
 
-use super::msgpack::{read_struct, Dialect, Reader, Writer};
+use super::msgpack::{read_struct, Reader, Writer};
+pub use super::Body;
 use super::{Error, Result};
 
 /// The first byte of every Serf message.
@@ -273,41 +274,6 @@ fn write_opt_str_list<'a>(w: &mut Writer<'_>, l: Option<StrList<'a>>) -> Result<
 // ---------------------------------------------------------------------------
 // Message bodies
 
-/// A Serf message body with a fixed type byte.
-pub trait SerfBody<'a>: Sized {
-    /// The type byte written before the body.
-    const TYPE: SerfType;
-    /// Reads one body (type byte already consumed).
-    fn decode_from(r: &mut Reader<'a>) -> Result<Self>;
-    /// Writes the body without the type byte.
-    fn encode_body(&self, w: &mut Writer<'_>) -> Result<()>;
-
-    /// Decodes a body that fills `bytes` exactly.
-    fn decode(bytes: &'a [u8]) -> Result<Self> {
-        let mut r = Reader::new(bytes);
-        let v = Self::decode_from(&mut r)?;
-        r.finish()?;
-        Ok(v)
-    }
-    /// Writes the type byte and the body.
-    fn encode(&self, w: &mut Writer<'_>) -> Result<()> {
-        w.byte(Self::TYPE as u8)?;
-        self.encode_body(w)
-    }
-    /// Type byte + body into `out` (gossip dialect); returns the length.
-    fn encode_to(&self, out: &mut [u8]) -> Result<usize> {
-        let mut w = Writer::new(out, Dialect::Gossip);
-        self.encode(&mut w)?;
-        Ok(w.len())
-    }
-    /// Length of type byte + body.
-    fn encoded_len(&self) -> usize {
-        let mut w = Writer::counting(Dialect::Gossip);
-        let _ = self.encode(&mut w);
-        w.len()
-    }
-}
-
 /// Join intent (type 1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Join<'a> {
@@ -315,8 +281,8 @@ pub struct Join<'a> {
     pub node: &'a str,
 }
 
-impl<'a> SerfBody<'a> for Join<'a> {
-    const TYPE: SerfType = SerfType::Join;
+impl<'a> Body<'a> for Join<'a> {
+    const TYPE: u8 = SerfType::Join as u8;
     fn decode_from(r: &mut Reader<'a>) -> Result<Self> {
         let mut m = Join::default();
         read_struct(r, |k, r| {
@@ -346,8 +312,8 @@ pub struct Leave<'a> {
     pub prune: bool,
 }
 
-impl<'a> SerfBody<'a> for Leave<'a> {
-    const TYPE: SerfType = SerfType::Leave;
+impl<'a> Body<'a> for Leave<'a> {
+    const TYPE: u8 = SerfType::Leave as u8;
     fn decode_from(r: &mut Reader<'a>) -> Result<Self> {
         let mut m = Leave::default();
         read_struct(r, |k, r| {
@@ -383,8 +349,8 @@ pub struct UserEvent<'a> {
     pub cc: bool,
 }
 
-impl<'a> SerfBody<'a> for UserEvent<'a> {
-    const TYPE: SerfType = SerfType::UserEvent;
+impl<'a> Body<'a> for UserEvent<'a> {
+    const TYPE: u8 = SerfType::UserEvent as u8;
     fn decode_from(r: &mut Reader<'a>) -> Result<Self> {
         let mut m = UserEvent::default();
         read_struct(r, |k, r| {
@@ -483,8 +449,8 @@ impl<'a> Query<'a> {
     }
 }
 
-impl<'a> SerfBody<'a> for Query<'a> {
-    const TYPE: SerfType = SerfType::Query;
+impl<'a> Body<'a> for Query<'a> {
+    const TYPE: u8 = SerfType::Query as u8;
     fn decode_from(r: &mut Reader<'a>) -> Result<Self> {
         let mut m = Query::default();
         read_struct(r, |k, r| {
@@ -525,8 +491,8 @@ pub struct QueryResponse<'a> {
     pub payload: Option<&'a [u8]>,
 }
 
-impl<'a> SerfBody<'a> for QueryResponse<'a> {
-    const TYPE: SerfType = SerfType::QueryResponse;
+impl<'a> Body<'a> for QueryResponse<'a> {
+    const TYPE: u8 = SerfType::QueryResponse as u8;
     fn decode_from(r: &mut Reader<'a>) -> Result<Self> {
         let mut m = QueryResponse::default();
         read_struct(r, |k, r| {
@@ -644,8 +610,8 @@ pub struct ConflictResponse<'a> {
     pub member: Option<Member<'a>>,
 }
 
-impl<'a> SerfBody<'a> for ConflictResponse<'a> {
-    const TYPE: SerfType = SerfType::ConflictResponse;
+impl<'a> Body<'a> for ConflictResponse<'a> {
+    const TYPE: u8 = SerfType::ConflictResponse as u8;
     fn decode_from(r: &mut Reader<'a>) -> Result<Self> {
         if r.nil()? {
             return Ok(ConflictResponse { member: None });
@@ -666,8 +632,8 @@ pub struct KeyRequest<'a> {
     pub key: Option<&'a [u8]>,
 }
 
-impl<'a> SerfBody<'a> for KeyRequest<'a> {
-    const TYPE: SerfType = SerfType::KeyRequest;
+impl<'a> Body<'a> for KeyRequest<'a> {
+    const TYPE: u8 = SerfType::KeyRequest as u8;
     fn decode_from(r: &mut Reader<'a>) -> Result<Self> {
         let mut m = KeyRequest::default();
         read_struct(r, |k, r| {
@@ -718,8 +684,8 @@ impl<'a> KeyResponse<'a> {
     }
 }
 
-impl<'a> SerfBody<'a> for KeyResponse<'a> {
-    const TYPE: SerfType = SerfType::KeyResponse;
+impl<'a> Body<'a> for KeyResponse<'a> {
+    const TYPE: u8 = SerfType::KeyResponse as u8;
     fn decode_from(r: &mut Reader<'a>) -> Result<Self> {
         let mut m = KeyResponse::default();
         read_struct(r, |k, r| {
@@ -753,8 +719,8 @@ pub struct Relay<'a> {
     pub inner: &'a [u8],
 }
 
-impl<'a> SerfBody<'a> for Relay<'a> {
-    const TYPE: SerfType = SerfType::Relay;
+impl<'a> Body<'a> for Relay<'a> {
+    const TYPE: u8 = SerfType::Relay as u8;
     fn decode_from(r: &mut Reader<'a>) -> Result<Self> {
         let mut m = Relay::default();
         read_struct(r, |k, r| {
@@ -892,8 +858,8 @@ pub struct PushPull<'a> {
     pub query_ltime: u64,
 }
 
-impl<'a> SerfBody<'a> for PushPull<'a> {
-    const TYPE: SerfType = SerfType::PushPull;
+impl<'a> Body<'a> for PushPull<'a> {
+    const TYPE: u8 = SerfType::PushPull as u8;
     fn decode_from(r: &mut Reader<'a>) -> Result<Self> {
         let mut m = PushPull::default();
         read_struct(r, |k, r| {
@@ -1147,6 +1113,7 @@ pub fn write_tags<'s>(
 #[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
+    use crate::wire::msgpack::Dialect;
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();

@@ -42,7 +42,8 @@ use crate::timer::{TimerToken, TimerWheel};
 use crate::wire::coordinate::Coordinate;
 use crate::wire::crypto::Keyring;
 use crate::wire::msgpack::{Dialect, Writer};
-use crate::wire::serf::{write_tags, SerfBody, TAG_MAGIC};
+use crate::wire::serf::{write_tags, TAG_MAGIC};
+use crate::wire::Body;
 
 /// A member's status as Serf sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -1141,7 +1142,7 @@ trait Encoded {
     fn encoded(&self) -> Vec<u8>;
 }
 
-impl<'a, T: SerfBody<'a>> Encoded for T {
+impl<'a, T: Body<'a>> Encoded for T {
     fn encoded(&self) -> Vec<u8> {
         let mut out = vec![0u8; self.encoded_len()];
         let _ = self.encode_to(&mut out);

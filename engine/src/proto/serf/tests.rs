@@ -109,7 +109,7 @@ impl H {
     }
 }
 
-fn enc<'a, T: crate::wire::serf::SerfBody<'a>>(m: &T) -> Vec<u8> {
+fn enc<'a, T: crate::wire::Body<'a>>(m: &T) -> Vec<u8> {
     m.encoded()
 }
 
