@@ -49,10 +49,22 @@ impl Dispatcher {
                 next_tick = now + TICK;
                 self.tick();
             }
-            let wake = self.coalescer.next_deadline().map_or(next_tick, |d| d.min(next_tick));
-            let timeout =
-                wake.saturating_since(self.shared.clock.now()).max(Duration::from_millis(1));
-            match self.events.recv_timeout(timeout) {
+            // Without a snapshot there is nothing periodic to do: sleep until
+            // the coalescer's next flush or the next event.
+            let tick = self.snapshot.is_some().then_some(next_tick);
+            let wake = match (self.coalescer.next_deadline(), tick) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let received = match wake {
+                Some(w) => {
+                    let timeout =
+                        w.saturating_since(self.shared.clock.now()).max(Duration::from_millis(1));
+                    self.events.recv_timeout(timeout)
+                }
+                None => self.events.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match received {
                 Ok(e) => self.on_event(e),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,

@@ -34,7 +34,7 @@ use crate::config::{AgentConfig, EventFilter, Profile, StartError, StartPlan};
 use log::{Level, Logger};
 
 /// Engine events buffered between the worker and the dispatcher.
-const EVENT_CHANNEL: usize = 8192;
+const EVENT_CHANNEL: usize = 2048;
 /// Records an RPC stream may fall behind before events are dropped for it
 /// (Go's per-stream buffer).
 pub const STREAM_BUFFER: usize = 512;
