@@ -20,6 +20,10 @@ use std::sync::Arc;
 
 use std::collections::VecDeque;
 
+/// Smallest payload capacity of a slot (fits every memberlist message
+/// with short names and metas).
+const MIN_SLOT_CAPACITY: usize = 128;
+
 /// Identifies a queued message for its completion report.
 pub type NotifyId = u64;
 
@@ -177,6 +181,13 @@ impl BroadcastQueue {
         self.next_id = self.next_id.wrapping_add(1);
         let s = &mut self.slots[slot as usize];
         s.msg.clear();
+        if s.msg.capacity() < msg.len() {
+            // Grow in power-of-two classes from a floor, so that reused
+            // slots settle at a size every message of their kind fits
+            // (exact-fit growth would reallocate whenever a slot next
+            // receives a message one byte longer than before).
+            s.msg.reserve_exact(msg.len().next_power_of_two().max(MIN_SLOT_CAPACITY));
+        }
         s.msg.extend_from_slice(msg);
         s.name = name.cloned();
         s.transmits = 0;
