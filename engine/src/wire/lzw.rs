@@ -67,6 +67,17 @@ const MIN_SLOT_BITS: u32 = 9;
 /// and `code` < 4095, so all-ones never occurs as an entry.
 const EMPTY: u32 = u32::MAX;
 
+/// Inputs shorter than this never come out smaller as a compress message
+/// (`memberlist::compress_message_len` of the LZW stream), so a sender that
+/// keeps compression only when it shrinks the payload can skip the work.
+///
+/// Why: the k-th code of a stream stands for at most k bytes (an entry is
+/// the previous code's string plus one byte), so c codes cover at most
+/// c(c+1)/2 bytes, and every code, plus the leading clear and the EOF code,
+/// takes at least 9 bits. A run of one repeated byte reaches that bound;
+/// the unit test checks that even it does not shrink below this length.
+pub const MIN_COMPRESSIBLE: usize = 25;
+
 /// An upper bound on [`LzwEncoder::compress`] output for an input of `n` bytes.
 ///
 /// Each input byte ends at most one data code, every 3838 data codes add one
@@ -649,6 +660,22 @@ mod tests {
         assert_eq!(t[clears[1]].1, 12);
         assert_eq!(t[clears[1] + 1].1, 9);
         assert_eq!(compress(p), *c);
+    }
+
+    #[test]
+    fn shorter_than_min_compressible_never_shrinks() {
+        use crate::wire::memberlist::compress_message_len;
+        // The most compressible input of each length: one repeated byte.
+        for n in 0..MIN_COMPRESSIBLE {
+            let c = compress(&vec![b'a'; n]);
+            // The bound behind the constant: c codes cover at most c(c+1)/2 bytes.
+            let codes = codes_of(&c).len() - 2;
+            assert!(codes * (codes + 1) / 2 >= n, "len {n}");
+            assert!(compress_message_len(c.len()) >= n, "len {n} shrinks");
+        }
+        // The bound is tight: one byte more can shrink.
+        let c = compress(&[b'a'; MIN_COMPRESSIBLE]);
+        assert!(compress_message_len(c.len()) < MIN_COMPRESSIBLE);
     }
 
     #[test]
