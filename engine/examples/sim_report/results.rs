@@ -46,6 +46,29 @@ pub fn thread_cpu() -> Option<(Duration, Duration)> {
     Some((Duration::from_nanos(run), Duration::from_nanos(wait)))
 }
 
+/// A fixed single-threaded workload (LZW-compressing 64 KiB of
+/// pseudo-random 16-symbol data 50 times), timed in milliseconds: run next
+/// to the scale run, it shows how fast the (shared, virtual) machine was
+/// at the time, so real-time figures from different runs can be compared.
+pub fn calibrate() -> f64 {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let input: Vec<u8> = (0..65_536)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 60) as u8
+        })
+        .collect();
+    let mut enc = engine::wire::lzw::LzwEncoder::new();
+    let mut out = vec![0u8; engine::wire::lzw::max_compressed_len(input.len())];
+    let t = wall_clock();
+    for _ in 0..50 {
+        std::hint::black_box(enc.compress(std::hint::black_box(&input), &mut out).ok());
+    }
+    round2(t.elapsed().as_secs_f64() * 1000.0)
+}
+
 /// The path of a file under the workspace's `results/`.
 pub fn results_path(file: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../results").join(file)
@@ -212,6 +235,7 @@ pub fn sweep(nodes: &[usize], loss: &[u32]) -> Value {
 /// `secs` virtual seconds. Reports the real time it took (not deterministic).
 pub fn scale_run(nodes: usize, secs: u64) -> Value {
     let seed = 0x5ca1e;
+    let calibration_before = calibrate();
     let wall = wall_clock();
     let cpu0 = thread_cpu();
     let mut sim = quiet_cluster(seed, nodes, 0);
@@ -239,6 +263,7 @@ pub fn scale_run(nodes: usize, secs: u64) -> Value {
         "real_seconds": round2(real.as_secs_f64()),
         "cpu_seconds": cpu,
         "runqueue_wait_seconds": wait,
+        "calibration_ms": [calibration_before, calibrate()],
         "join_converged_ms": ms(join),
         "check_resolution_ms": SCALE_CHECK.as_millis() as u64,
         "steps": sim.stats.steps,
@@ -304,7 +329,10 @@ pub fn render_md(doc: &Value) -> String {
         s.push_str(
             "Rates are averaged over the whole run, join included. CPU time and the time \
              spent runnable but waiting for a CPU come from `/proc/thread-self/schedstat`: \
-             the machine is shared, so real time = CPU time + wait.\n\n",
+             the machine is shared, so real time = CPU time + wait. The machine is a \
+             shared virtual machine whose speed varies from run to run (up to ~1.5× for \
+             the same binary); `calibration_ms` in `sim.json` times a fixed LZW workload \
+             before and after the run, for comparing real times across runs.\n\n",
         );
     }
     if let Some(sw) = doc.get("sweep") {
