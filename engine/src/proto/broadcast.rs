@@ -20,6 +20,10 @@ use std::sync::Arc;
 
 use std::collections::VecDeque;
 
+/// Smallest payload capacity of a slot (fits every memberlist message
+/// with short names and metas).
+const MIN_SLOT_CAPACITY: usize = 128;
+
 /// Identifies a queued message for its completion report.
 pub type NotifyId = u64;
 
@@ -177,6 +181,13 @@ impl BroadcastQueue {
         self.next_id = self.next_id.wrapping_add(1);
         let s = &mut self.slots[slot as usize];
         s.msg.clear();
+        if s.msg.capacity() < msg.len() {
+            // Grow in power-of-two classes from a floor, so that reused
+            // slots settle at a size every message of their kind fits
+            // (exact-fit growth would reallocate whenever a slot next
+            // receives a message one byte longer than before).
+            s.msg.reserve_exact(msg.len().next_power_of_two().max(MIN_SLOT_CAPACITY));
+        }
         s.msg.extend_from_slice(msg);
         s.name = name.cloned();
         s.transmits = 0;
@@ -379,5 +390,98 @@ mod tests {
         assert!(collect(&mut q, 3, 40, 1).is_empty());
         assert!(collect(&mut q, 3, 3, 1).is_empty());
         assert_eq!(collect(&mut q, 3, 53, 1).len(), 1);
+    }
+    /// A plain model of the queue's rules: sort everything, take greedily.
+    #[derive(Clone, Debug)]
+    struct Model {
+        entries: Vec<(Option<u8>, Vec<u8>, u32, u64)>,
+        next_id: u64,
+        max_len: usize,
+    }
+
+    impl Model {
+        fn sorted(&self) -> Vec<(Option<u8>, Vec<u8>, u32, u64)> {
+            let mut e = self.entries.clone();
+            e.sort_by_key(|(_, m, t, id)| {
+                (*t, core::cmp::Reverse(m.len()), core::cmp::Reverse(*id))
+            });
+            e
+        }
+        fn push(&mut self, name: Option<u8>, msg: &[u8]) {
+            if name.is_some() {
+                self.entries.retain(|e| e.0 != name);
+            }
+            while self.entries.len() >= self.max_len {
+                let last = self.sorted().pop().unwrap();
+                self.entries.retain(|e| e.3 != last.3);
+            }
+            self.entries.push((name, msg.to_vec(), 0, self.next_id));
+            self.next_id += 1;
+        }
+        fn fill(&mut self, overhead: usize, limit: usize, n: usize) -> Vec<Vec<u8>> {
+            let (mut used, mut out, mut ids) = (0usize, Vec::new(), Vec::new());
+            for (_, m, _, id) in self.sorted() {
+                let free = limit.saturating_sub(used).saturating_sub(overhead);
+                if free == 0 {
+                    break;
+                }
+                if m.len() <= free {
+                    used += overhead + m.len();
+                    out.push(m);
+                    ids.push(id);
+                }
+            }
+            // Only a message just sent is retired (as in Go: the limit is
+            // checked when a message is picked).
+            let lim = retransmit_limit(4, n);
+            for e in &mut self.entries {
+                if ids.contains(&e.3) {
+                    e.2 += 1;
+                }
+            }
+            self.entries.retain(|e| !(ids.contains(&e.3) && e.2 >= lim));
+            out
+        }
+    }
+
+    proptest::proptest! {
+        /// Random pushes (named and not) and fills: the queue emits what the
+        /// model emits, and its send order always lists exactly the live
+        /// messages, sorted.
+        #[test]
+        fn matches_a_sorting_model(
+            ops in proptest::collection::vec(
+                (0u8..3, 0u8..6, 1usize..40, 0usize..120, 1usize..200),
+                1..300,
+            ),
+        ) {
+            let mut q = BroadcastQueue::new(4, 4, 24);
+            let mut m = Model { entries: Vec::new(), next_id: 0, max_len: 24 };
+            let names: Vec<Arc<str>> = (0..6).map(|i| Arc::from(format!("n{i}"))).collect();
+            for (i, (op, name, len, limit, nodes)) in ops.into_iter().enumerate() {
+                if op < 2 {
+                    let msg = vec![i as u8; len];
+                    let named = (op == 0).then_some(name);
+                    q.push(named.map(|n| &names[usize::from(n)]), &msg, None);
+                    m.push(named, &msg);
+                } else {
+                    let got = collect(&mut q, 2, limit, nodes);
+                    let want = m.fill(2, limit, nodes);
+                    proptest::prop_assert_eq!(got, want);
+                }
+                let live: Vec<(Vec<u8>, u32)> = q
+                    .order
+                    .iter()
+                    .map(|k| {
+                        let s = &q.slots[k.slot as usize];
+                        (s.msg.clone(), s.transmits)
+                    })
+                    .collect();
+                let want: Vec<(Vec<u8>, u32)> =
+                    m.sorted().into_iter().map(|(_, msg, t, _)| (msg, t)).collect();
+                proptest::prop_assert_eq!(live, want);
+                proptest::prop_assert!(q.order.windows(2).all(|w| w[0] < w[1]));
+            }
+        }
     }
 }

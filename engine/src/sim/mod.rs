@@ -294,6 +294,12 @@ impl<E: Endpoint> Sim<E> {
         &self.nodes
     }
 
+    /// Ends the simulation and hands back the endpoints (benchmarks drive a
+    /// warmed instance directly).
+    pub fn into_endpoints(self) -> Vec<E> {
+        self.nodes.into_iter().map(|n| n.endpoint).collect()
+    }
+
     /// Runs `f` on node `i`'s endpoint (a command: join, leave, ...), then
     /// collects its output.
     pub fn with<R>(&mut self, i: usize, f: impl FnOnce(&mut E, Instant) -> R) -> R {

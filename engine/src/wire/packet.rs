@@ -17,7 +17,7 @@ use zerocopy::byteorder::big_endian::U32;
 
 use super::crypto::{Keyring, ENCRYPT_OVERHEAD};
 use super::frame::{self, CompoundHeader, CrcHeader};
-use super::lzw::{max_compressed_len, LzwDecoder, LzwEncoder};
+use super::lzw::{max_compressed_len, LzwDecoder, LzwEncoder, MIN_COMPRESSIBLE};
 use super::memberlist::{compress_message_len, Body, Compress, Message, MessageType};
 use super::msgpack::Writer;
 use super::{Error, Result};
@@ -107,7 +107,9 @@ impl PacketCodec {
         if len == 0 {
             return Err(Error::Empty);
         }
-        if opts.compress {
+        // Below MIN_COMPRESSIBLE the compress message is never smaller, so
+        // it would be discarded: skip building it (same bytes out).
+        if opts.compress && len >= MIN_COMPRESSIBLE {
             let payload = buf.get(start..end).ok_or(Error::NoSpace)?;
             let n = self.enc.compress(payload, &mut self.deflate)?;
             let total = compress_message_len(n);

@@ -683,14 +683,17 @@ impl Memberlist {
     ) -> Option<NotifyId> {
         self.incarnation = self.incarnation.wrapping_add(1);
         let notify = self.new_notify();
-        let me = self.local_node().clone();
+        // Copy the identity fields only: cloning the whole entry would
+        // allocate a copy of the old meta.
+        let me = self.local_node();
+        let (name, addr, port, vsn) = (me.name.clone(), me.addr, me.port, me.vsn);
         let alive = state::AliveArgs {
             incarnation: self.incarnation,
-            node: &me.name,
-            addr: me.addr,
-            port: me.port,
+            node: &name,
+            addr,
+            port,
             meta,
-            vsn: Some(me.vsn),
+            vsn: Some(vsn),
         };
         self.alive_node(now, &alive, Some(notify), true, d);
         let any_alive = self.nodes.iter().any(|n| !n.dead_or_left() && n.name != self.name);

@@ -66,6 +66,26 @@ pub(super) fn ip_octets(ip: &IpAddr, out: &mut [u8; 16]) -> usize {
     }
 }
 
+/// Encodes an alive message for `a` into `buf`; returns its length (0 if it
+/// did not fit, which a ≤ 512-byte meta never causes).
+fn encode_alive(a: &AliveArgs<'_>, buf: &mut [u8; 1024]) -> usize {
+    let mut ip = [0u8; 16];
+    let n = ip_octets(&a.addr, &mut ip);
+    let msg = Alive {
+        incarnation: a.incarnation,
+        node: a.node,
+        addr: Some(&ip[..n]),
+        port: a.port,
+        meta: Some(a.meta),
+        vsn: a.vsn.as_ref().map(|v| &v[..]),
+    };
+    let mut w = Writer::new(buf, Dialect::Gossip);
+    match msg.encode(&mut w) {
+        Ok(()) => w.len(),
+        Err(_) => 0,
+    }
+}
+
 impl Memberlist {
     pub(super) fn index_of(&self, name: &str) -> Option<usize> {
         self.index.get(name).map(|&i| i as usize)
@@ -127,25 +147,11 @@ impl Memberlist {
     }
 
     fn broadcast_alive(&mut self, a: &AliveArgs<'_>, name: &Arc<str>, notify: Option<NotifyId>) {
-        let mut ip = [0u8; 16];
-        let n = ip_octets(&a.addr, &mut ip);
-        let vsn = a.vsn;
-        let msg = Alive {
-            incarnation: a.incarnation,
-            node: a.node,
-            addr: Some(&ip[..n]),
-            port: a.port,
-            meta: Some(a.meta),
-            vsn: vsn.as_ref().map(|v| &v[..]),
-        };
-        self.broadcast(
-            name,
-            |w| {
-                // An alive carries at most 512 bytes of meta: it always fits.
-                let _ = msg.encode(w);
-            },
-            notify,
-        );
+        let mut buf = [0u8; 1024];
+        let len = encode_alive(a, &mut buf);
+        if len > 0 {
+            self.broadcasts.push(Some(name), &buf[..len], notify);
+        }
     }
 
     /// Handles an alive claim (`aliveNode`). `bootstrap` marks our own
@@ -274,7 +280,7 @@ impl Memberlist {
         self.nodes[idx].incarnation = inc;
         self.awareness.apply_delta(1);
         self.stats.refutations = self.stats.refutations.saturating_add(1);
-        let n = self.nodes[idx].clone();
+        let n = &self.nodes[idx];
         let a = AliveArgs {
             incarnation: inc,
             node: &n.name,
@@ -283,7 +289,13 @@ impl Memberlist {
             meta: &n.meta,
             vsn: Some(n.vsn),
         };
-        self.broadcast_alive(&a, &n.name, None);
+        // Encode while borrowing the entry (no copy of its meta), then queue.
+        let mut buf = [0u8; 1024];
+        let len = encode_alive(&a, &mut buf);
+        let name = n.name.clone();
+        if len > 0 {
+            self.broadcasts.push(Some(&name), &buf[..len], None);
+        }
     }
 
     /// Handles a suspicion (`suspectNode`).
