@@ -418,8 +418,11 @@ pub fn resolve_join_addr(addr: &str, default_port: u16) -> Result<Vec<SocketAddr
 
 impl AgentHandle {
     /// Registers a function the dispatcher calls after it delivers anything
-    /// to a channel returned by this handle (an RPC server wakes its poll).
+    /// to a channel returned by this handle (an RPC server wakes its poll);
+    /// the logger calls it too after a line reaches a monitor channel from
+    /// [`log::Logger::attach`].
     pub fn set_notifier(&self, f: Arc<dyn Fn() + Send + Sync>) {
+        self.shared.logger.set_notifier(f.clone());
         *lock(&self.shared.notifier) = Some(f);
     }
 
