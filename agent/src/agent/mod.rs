@@ -46,8 +46,9 @@ pub enum StreamItem {
     Members { event: &'static str, members: Vec<Member> },
     /// A user event.
     User { ltime: u64, name: String, payload: Vec<u8>, coalesce: bool },
-    /// A query to answer with [`AgentHandle::respond`] and `id`.
-    Query { id: u64, ltime: u64, name: String, payload: Vec<u8> },
+    /// A query to answer with [`AgentHandle::respond`] and `id` before
+    /// `deadline` (on the engine clock, [`AgentHandle::now`]).
+    Query { id: u64, ltime: u64, name: String, payload: Vec<u8>, deadline: engine::time::Instant },
 }
 
 /// A record of a query this agent started.
