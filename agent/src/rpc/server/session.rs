@@ -519,6 +519,8 @@ impl Session {
     }
 
     fn on_header(&mut self, ctx: &mut Ctx, obj: &[u8]) {
+        let converted = positional(obj, HEADER_FIELDS);
+        let obj = converted.as_deref().unwrap_or(obj);
         let header = match codec::RequestHeader::from_slice(obj) {
             Ok((h, _)) => h,
             Err(e) => {
@@ -574,6 +576,8 @@ impl Session {
         seq: u64,
         body: &[u8],
     ) -> Result<(), String> {
+        let converted = positional(body, go_fields(cmd));
+        let body = converted.as_deref().unwrap_or(body);
         let agent = ctx.agent.clone();
         let log = agent.logger();
         match cmd {
@@ -766,7 +770,10 @@ impl Session {
 
     /// Starts a query; returns the reply's error text (`""` on success).
     fn start_query(&mut self, ctx: &mut Ctx, seq: u64, r: codec::QueryRequest) -> String {
-        if r.name.starts_with("_serf_") && (r.name != "_serf_ping" || r.payload.is_some()) {
+        // go-msgpack decodes an empty `[]byte` as nil, so only a non-empty
+        // payload disqualifies a ping.
+        let has_payload = r.payload.as_ref().is_some_and(|p| !p.is_empty());
+        if r.name.starts_with("_serf_") && (r.name != "_serf_ping" || has_payload) {
             return "Queries cannot contain the '_serf_' prefix".into();
         }
         if self.queries.len() >= MAX_QUERIES_PER_SESSION {
@@ -1011,6 +1018,64 @@ fn decode<T: Decode>(body: &[u8]) -> Result<T, String> {
     T::from_slice(body).map(|(v, _)| v).map_err(|e| format!("decode failed: {e}"))
 }
 
+/// The fields of each request struct in Go's declaration order: go-msgpack
+/// also decodes a struct from an array, positionally in this order.
+fn go_fields(cmd: Command) -> &'static [&'static str] {
+    match cmd {
+        Command::Handshake => &["Version"],
+        Command::Auth => &["AuthKey"],
+        Command::Event => &["Name", "Payload", "Coalesce"],
+        Command::ForceLeave => &["Node", "Prune"],
+        Command::Join => &["Existing", "Replay"],
+        Command::MembersFiltered => &["Tags", "Status", "Name"],
+        Command::Tags => &["Tags", "DeleteTags"],
+        Command::Stream => &["Type"],
+        Command::Monitor => &["LogLevel"],
+        Command::Stop => &["Stop"],
+        Command::Query => &[
+            "FilterNodes",
+            "FilterTags",
+            "RequestAck",
+            "RelayFactor",
+            "Timeout",
+            "Name",
+            "Payload",
+        ],
+        Command::Respond => &["ID", "Payload"],
+        Command::InstallKey | Command::UseKey | Command::RemoveKey => &["Key"],
+        Command::GetCoordinate => &["Node"],
+        Command::Members | Command::Leave | Command::ListKeys | Command::Stats => &[],
+    }
+}
+
+/// Request header fields in Go's declaration order.
+const HEADER_FIELDS: &[&str] = &["Command", "Seq"];
+
+/// When `obj` is an array, the map go-msgpack would have read from it:
+/// item `i` is field `fields[i]`; extra items are dropped, missing fields
+/// keep their zero value. `None` when `obj` is not an array (or is broken,
+/// which the typed decoder then reports).
+fn positional(obj: &[u8], fields: &[&str]) -> Option<Vec<u8>> {
+    use engine::wire::msgpack::Reader;
+    if !matches!(obj.first(), Some(0x90..=0x9f | 0xdc | 0xdd)) {
+        return None;
+    }
+    let mut r = Reader::new(obj);
+    let n = r.array_len_or_nil().ok()??;
+    let k = n.min(fields.len());
+    let room = obj.len() + 5 + fields.iter().map(|f| f.len() + 2).sum::<usize>();
+    let mut out = vec![0u8; room];
+    let mut w = Writer::new(&mut out, Dialect::Rpc);
+    w.map_len(k).ok()?;
+    for field in fields.iter().take(k) {
+        w.key(field).ok()?;
+        w.raw(r.value_bytes().ok()?).ok()?;
+    }
+    let len = w.len();
+    out.truncate(len);
+    Some(out)
+}
+
 /// A member in the RPC shape (rpc.md §5.1): IPv4 as 4 bytes, tags `{}`
 /// when empty.
 fn rpc_member(m: &EngineMember) -> codec::Member {
@@ -1130,6 +1195,32 @@ mod tests {
             "{e}"
         );
         assert!(filter_members(all, &req("", "", &[("role", "(")])).is_err());
+    }
+
+    #[test]
+    fn arrays_decode_positionally_like_go_msgpack() {
+        let arr = |items: &[codec::Value]| codec::Value::Array(items.to_vec()).to_vec().unwrap();
+        let s = |t: &str| codec::Value::Str(t.as_bytes().to_vec());
+        let b = positional(
+            &arr(&[s("deploy"), codec::Value::Nil, codec::Value::Bool(true)]),
+            go_fields(Command::Event),
+        )
+        .unwrap();
+        let e: codec::EventRequest = decode(&b).unwrap();
+        assert_eq!((e.name.as_str(), e.payload, e.coalesce), ("deploy", None, true));
+        // Fewer items keep zero values; extra ones are dropped.
+        let b = positional(&arr(&[s("x")]), go_fields(Command::ForceLeave)).unwrap();
+        let f: codec::ForceLeaveRequest = decode(&b).unwrap();
+        assert_eq!((f.node.as_str(), f.prune), ("x", false));
+        let b = positional(&arr(&[codec::Value::Int(9), s("extra")]), go_fields(Command::Stop))
+            .unwrap();
+        assert_eq!(decode::<codec::StopRequest>(&b).unwrap().stop, 9);
+        let b = positional(&arr(&[s("members"), codec::Value::Int(3)]), HEADER_FIELDS).unwrap();
+        let h: codec::RequestHeader = decode(&b).unwrap();
+        assert_eq!((h.command.as_str(), h.seq), ("members", 3));
+        assert_eq!(positional(&[0x81, 0xa1, b'a', 0x01], HEADER_FIELDS), None);
+        // A broken array is left to the typed decoder to refuse.
+        assert_eq!(positional(&[0x92, 0xa1], HEADER_FIELDS), None);
     }
 
     #[test]
