@@ -243,7 +243,13 @@ impl Dispatcher {
             Coalesced::Event(Event::Query(q)) => (
                 "query",
                 q.name.clone(),
-                StreamItem::Query { id: q.id, ltime: q.ltime, name: q.name, payload: q.payload },
+                StreamItem::Query {
+                    id: q.id,
+                    ltime: q.ltime,
+                    name: q.name,
+                    payload: q.payload,
+                    deadline: q.deadline,
+                },
             ),
             Coalesced::Event(_) => return,
         };

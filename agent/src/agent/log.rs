@@ -88,6 +88,8 @@ struct Inner {
     next_id: u64,
     syslog: bool,
     dropped: u64,
+    /// Called (outside the lock) after a line reached a monitor's channel.
+    notifier: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// The agent's logger; cheap to clone, usable from any thread.
@@ -138,6 +140,7 @@ impl Logger {
                 next_id: 0,
                 syslog: false,
                 dropped: 0,
+                notifier: None,
             })),
         }
     }
@@ -204,12 +207,16 @@ impl Logger {
             }
         }
         let mut dropped = 0;
+        let mut delivered = false;
         g.monitors.retain(|m| {
             if level < m.level {
                 return true;
             }
             match m.tx.try_send(line.clone()) {
-                Ok(()) => true,
+                Ok(()) => {
+                    delivered = true;
+                    true
+                }
                 Err(TrySendError::Full(_)) => {
                     dropped += 1;
                     true
@@ -222,6 +229,18 @@ impl Logger {
             g.ring.pop_front();
         }
         g.ring.push_back((level, line));
+        let notify = if delivered { g.notifier.clone() } else { None };
+        drop(g);
+        if let Some(f) = notify {
+            f();
+        }
+    }
+
+    /// Registers a function called after a line is delivered to a monitor
+    /// (the RPC server wakes its poll). It runs on the logging thread,
+    /// outside the logger's lock, and must not log.
+    pub fn set_notifier(&self, f: Arc<dyn Fn() + Send + Sync>) {
+        self.lock().notifier = Some(f);
     }
 
     /// Attaches a monitor at `level`: the ring is replayed first (filtered),
@@ -293,6 +312,25 @@ mod tests {
         log.detach(id);
         log.log(Level::Warn, "serf", "y");
         assert!(info.try_recv().is_err());
+    }
+
+    #[test]
+    fn the_notifier_runs_when_a_monitor_gets_a_line() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let log = Logger::new(Level::Err, Box::new(std::io::sink()));
+        let n = Arc::new(AtomicUsize::new(0));
+        let n2 = n.clone();
+        log.set_notifier(Arc::new(move || {
+            n2.fetch_add(1, Ordering::SeqCst);
+        }));
+        log.log(Level::Info, "t", "nobody listens");
+        assert_eq!(n.load(Ordering::SeqCst), 0);
+        let (_, rx) = log.attach(Level::Warn);
+        log.log(Level::Info, "t", "below the monitor's level");
+        assert_eq!(n.load(Ordering::SeqCst), 0);
+        log.log(Level::Warn, "t", "seen");
+        assert_eq!(n.load(Ordering::SeqCst), 1);
+        assert_eq!(rx.try_iter().count(), 1);
     }
 
     #[test]

@@ -46,8 +46,9 @@ pub enum StreamItem {
     Members { event: &'static str, members: Vec<Member> },
     /// A user event.
     User { ltime: u64, name: String, payload: Vec<u8>, coalesce: bool },
-    /// A query to answer with [`AgentHandle::respond`] and `id`.
-    Query { id: u64, ltime: u64, name: String, payload: Vec<u8> },
+    /// A query to answer with [`AgentHandle::respond`] and `id` before
+    /// `deadline` (on the engine clock, [`AgentHandle::now`]).
+    Query { id: u64, ltime: u64, name: String, payload: Vec<u8>, deadline: engine::time::Instant },
 }
 
 /// A record of a query this agent started.
@@ -418,8 +419,11 @@ pub fn resolve_join_addr(addr: &str, default_port: u16) -> Result<Vec<SocketAddr
 
 impl AgentHandle {
     /// Registers a function the dispatcher calls after it delivers anything
-    /// to a channel returned by this handle (an RPC server wakes its poll).
+    /// to a channel returned by this handle (an RPC server wakes its poll);
+    /// the logger calls it too after a line reaches a monitor channel from
+    /// [`log::Logger::attach`].
     pub fn set_notifier(&self, f: Arc<dyn Fn() + Send + Sync>) {
+        self.shared.logger.set_notifier(f.clone());
         *lock(&self.shared.notifier) = Some(f);
     }
 

@@ -1,22 +1,140 @@
-//! The agent RPC server: NOT BUILT YET. This placeholder only binds the
-//! listener so `serf agent` can report the address; it accepts no sessions.
-//! The real server (`shared/protocol/rpc.md`) replaces this file.
+//! The agent RPC server (`shared/protocol/rpc.md`), the endpoint the Go
+//! `serf` CLI and other RPC clients drive.
+//!
+//! One thread runs a mio `Poll` with the listener, a `Waker` and every
+//! client connection (a [`session::Session`], non-blocking, edge-triggered).
+//! The thread never blocks on the agent: commands that finish later hand
+//! back a channel that the session keeps, and the agent's notifier
+//! ([`AgentHandle::set_notifier`]) wakes the poll whenever it delivers to
+//! such a channel or to a stream or monitor channel. Queries to the engine
+//! that answer at once (members, stats, user events, ...) are short calls
+//! into the engine thread.
+//!
+//! Bounds (the session module has the per-connection ones):
+//! * [`MAX_CLIENTS`] connections; more are accepted and closed at once;
+//! * [`MAX_STREAMS_TOTAL`] event streams over all connections;
+//! * per connection: [`session::MAX_OBJECT`] bytes per request object,
+//!   [`session::WRITE_HIGH_WATER`] bytes of output before backpressure,
+//!   [`session::MAX_STREAMS_PER_SESSION`] streams,
+//!   [`session::MAX_QUERIES_PER_SESSION`] queries in flight,
+//!   [`session::MAX_RESPOND_IDS`] query IDs for `respond`.
+//!
+//! Memory therefore stays bounded whatever clients do: a client that stops
+//! reading first stops being served, then loses its connection once its
+//! record channels are full too.
 
+mod frame;
+mod session;
+
+use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
-use crate::agent::AgentHandle;
+use crossbeam_channel::{Receiver, TryRecvError};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
 
-/// Placeholder: holds the bound listener.
+use crate::agent::log::Level;
+use crate::agent::{AgentHandle, ShutdownReason};
+use session::{Pump, Session};
+
+pub use session::{
+    LINGER, MAX_OBJECT, MAX_QUERIES_PER_SESSION, MAX_RESPOND_IDS, MAX_STREAMS_PER_SESSION,
+    TOO_MANY_QUERIES, TOO_MANY_STREAMS, WRITE_HIGH_WATER,
+};
+
+/// Connections served at once; beyond it a new connection is closed at
+/// once (with a rate-limited warning).
+pub const MAX_CLIENTS: usize = 4096;
+/// Event streams over all connections (each holds a 512-event channel).
+pub const MAX_STREAMS_TOTAL: usize = 1024;
+/// Bytes read from a socket per call.
+const READ_CHUNK: usize = 64 * 1024;
+/// Poll events handled per wake-up.
+const EVENTS: usize = 1024;
+/// How long to wait before accepting again after the process ran out of
+/// file descriptors (or memory).
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// Poll timeout while a session lingers or accepting is paused.
+const TICK: Duration = Duration::from_millis(100);
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+/// Session `i` has token `FIRST_SESSION + i`.
+const FIRST_SESSION: usize = 2;
+
+/// What every session needs from the server.
+pub(crate) struct Ctx {
+    agent: AgentHandle,
+    /// The configured `rpc_auth` (empty: none).
+    auth: String,
+    /// Read buffer shared by all sessions (each copies what it reads).
+    scratch: Box<[u8]>,
+    /// Event streams open over all sessions.
+    streams_total: usize,
+}
+
+/// A running RPC server; stopped by [`RpcServer::shutdown`] or on drop.
 pub struct RpcServer {
     addr: SocketAddr,
-    _listener: std::net::TcpListener,
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl core::fmt::Debug for RpcServer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RpcServer").field("addr", &self.addr).finish()
+    }
 }
 
 impl RpcServer {
-    /// Binds `addr`.
-    pub fn start(addr: SocketAddr, _auth: &str, _agent: AgentHandle) -> std::io::Result<RpcServer> {
-        let l = std::net::TcpListener::bind(addr)?;
-        Ok(RpcServer { addr: l.local_addr()?, _listener: l })
+    /// Binds `addr` and serves RPC clients for `agent` on a new thread.
+    /// With a non-empty `auth`, clients must send `auth` with that key
+    /// before any other command but `handshake`.
+    ///
+    /// Also raises this process's open-file soft limit to its hard limit,
+    /// as the Go runtime (≥ 1.19) does at start-up, so that
+    /// [`MAX_CLIENTS`] connections fit.
+    pub fn start(addr: SocketAddr, auth: &str, agent: AgentHandle) -> io::Result<RpcServer> {
+        raise_open_file_limit();
+        let mut listener = TcpListener::bind(addr)?;
+        let local = listener.local_addr()?;
+        let poll = Poll::new()?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let notify = waker.clone();
+        agent.set_notifier(Arc::new(move || {
+            let _ = notify.wake();
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = Server {
+            poll,
+            listener,
+            sessions: Vec::new(),
+            free: Vec::new(),
+            count: 0,
+            busy: Vec::new(),
+            lingering: 0,
+            orphan_leaves: Vec::new(),
+            accept_paused_until: None,
+            rejected: 0,
+            last_reject_log: None,
+            stop: stop.clone(),
+            ctx: Ctx {
+                agent,
+                auth: auth.to_string(),
+                scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
+                streams_total: 0,
+            },
+        };
+        let thread = std::thread::Builder::new().name("agent-rpc".into()).spawn(move || {
+            server.run();
+        })?;
+        Ok(RpcServer { addr: local, stop, waker, thread: Some(thread) })
     }
 
     /// The bound address.
@@ -24,6 +142,242 @@ impl RpcServer {
         self.addr
     }
 
-    /// Closes the listener.
-    pub fn shutdown(self) {}
+    /// Closes the listener and every connection (streams and monitors
+    /// end), and waits for the server thread.
+    pub fn shutdown(mut self) {
+        self.stop_thread();
+    }
+
+    fn stop_thread(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.stop.store(true, Ordering::Release);
+            let _ = self.waker.wake();
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for RpcServer {
+    fn drop(&mut self) {
+        self.stop_thread();
+    }
+}
+
+/// The server thread's state.
+struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    /// Session slots, indexed by token − [`FIRST_SESSION`].
+    sessions: Vec<Option<Session>>,
+    /// Free slots.
+    free: Vec<usize>,
+    /// Live sessions.
+    count: usize,
+    /// Sessions whose last pump ran out of budget.
+    busy: Vec<usize>,
+    /// Sessions closing with output left to flush (need a timer tick).
+    lingering: usize,
+    /// Leaves whose connection went away: the agent still stops after them.
+    orphan_leaves: Vec<Receiver<Result<(), String>>>,
+    /// Accepting is paused (out of descriptors) until then.
+    accept_paused_until: Option<engine::time::Instant>,
+    /// Connections refused since the last warning.
+    rejected: u64,
+    last_reject_log: Option<engine::time::Instant>,
+    stop: Arc<AtomicBool>,
+    ctx: Ctx,
+}
+
+impl Server {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(EVENTS);
+        loop {
+            let timeout = if !self.busy.is_empty() {
+                Some(Duration::ZERO)
+            } else if self.lingering > 0 || self.accept_paused_until.is_some() {
+                Some(TICK)
+            } else {
+                None
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                self.log(Level::Err, &format!("RPC server poll failed: {e}"));
+                break;
+            }
+            if self.stop.load(Ordering::Acquire) {
+                break;
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(t) => {
+                        let idx = t.wrapping_sub(FIRST_SESSION);
+                        if let Some(Some(s)) = self.sessions.get_mut(idx) {
+                            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                                s.set_readable();
+                            }
+                            self.pump(idx);
+                        }
+                    }
+                }
+            }
+            if let Some(at) = self.accept_paused_until {
+                if self.ctx.agent.now() >= at {
+                    self.accept_paused_until = None;
+                    self.accept();
+                }
+            }
+            self.service();
+            self.check_orphan_leaves();
+        }
+        self.close_all();
+    }
+
+    fn log(&self, level: Level, text: &str) {
+        self.ctx.agent.logger().log(level, "agent.ipc", text);
+    }
+
+    /// Pumps sessions that wait on the agent or a deadline, and those that
+    /// ran out of budget.
+    fn service(&mut self) {
+        let busy = core::mem::take(&mut self.busy);
+        for idx in busy {
+            self.pump(idx);
+        }
+        let mut lingering = 0;
+        for idx in 0..self.sessions.len() {
+            let needs =
+                self.sessions.get(idx).and_then(Option::as_ref).is_some_and(|s| s.needs_service());
+            if needs {
+                self.pump(idx);
+                if let Some(Some(s)) = self.sessions.get(idx) {
+                    lingering += usize::from(s.linger_deadline().is_some());
+                }
+            }
+        }
+        self.lingering = lingering;
+    }
+
+    fn pump(&mut self, idx: usize) {
+        let Some(Some(s)) = self.sessions.get_mut(idx) else { return };
+        match s.pump(&mut self.ctx) {
+            Pump::Idle => {}
+            Pump::Busy => self.busy.push(idx),
+            Pump::Dead => self.remove(idx),
+        }
+    }
+
+    fn remove(&mut self, idx: usize) {
+        let Some(slot) = self.sessions.get_mut(idx) else { return };
+        let Some(mut s) = slot.take() else { return };
+        let _ = self.poll.registry().deregister(s.conn_mut());
+        if let Some(rx) = s.finish(&mut self.ctx) {
+            self.orphan_leaves.push(rx);
+        }
+        self.free.push(idx);
+        self.count -= 1;
+    }
+
+    fn check_orphan_leaves(&mut self) {
+        let agent = &self.ctx.agent;
+        self.orphan_leaves.retain(|rx| match rx.try_recv() {
+            Err(TryRecvError::Empty) => true,
+            Ok(_) | Err(TryRecvError::Disconnected) => {
+                agent.request_shutdown(ShutdownReason::Left);
+                false
+            }
+        });
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((conn, peer)) => {
+                    if self.count >= MAX_CLIENTS {
+                        drop(conn);
+                        self.note_rejection();
+                        continue;
+                    }
+                    self.log(Level::Info, &format!("Accepted client: {peer}"));
+                    let _ = conn.set_nodelay(true);
+                    let idx = match self.free.pop() {
+                        Some(i) => i,
+                        None => {
+                            self.sessions.push(None);
+                            self.sessions.len() - 1
+                        }
+                    };
+                    let mut s = Session::new(conn, peer);
+                    let token = Token(FIRST_SESSION + idx);
+                    if let Err(e) = self.poll.registry().register(
+                        s.conn_mut(),
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        self.log(Level::Err, &format!("Failed to register client {peer}: {e}"));
+                        self.free.push(idx);
+                        continue;
+                    }
+                    if let Some(slot) = self.sessions.get_mut(idx) {
+                        *slot = Some(s);
+                    }
+                    self.count += 1;
+                    self.pump(idx);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                    ) => {}
+                Err(e) => {
+                    // Out of descriptors or memory: the connection stays in
+                    // the backlog; try again shortly rather than spin.
+                    self.log(Level::Err, &format!("Failed to accept client: {e}"));
+                    self.accept_paused_until = Some(self.ctx.agent.now() + ACCEPT_RETRY);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Counts a refused connection; warns at most once a second.
+    fn note_rejection(&mut self) {
+        self.rejected += 1;
+        let now = self.ctx.agent.now();
+        if self.last_reject_log.is_some_and(|t| now.saturating_since(t) < Duration::from_secs(1)) {
+            return;
+        }
+        self.last_reject_log = Some(now);
+        let n = core::mem::take(&mut self.rejected);
+        self.log(
+            Level::Warn,
+            &format!("Refused {n} client(s): {MAX_CLIENTS} clients are already connected"),
+        );
+    }
+
+    fn close_all(&mut self) {
+        self.ctx.agent.set_notifier(Arc::new(|| {}));
+        for idx in 0..self.sessions.len() {
+            self.remove(idx);
+        }
+        let _ = self.poll.registry().deregister(&mut self.listener);
+    }
+}
+
+/// Raises `RLIMIT_NOFILE`'s soft limit to the hard limit.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }

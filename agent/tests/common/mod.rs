@@ -4,6 +4,9 @@
 //! code.
 #![allow(dead_code)]
 
+pub mod norm;
+pub mod raw;
+
 use std::io::Read;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -60,9 +63,19 @@ impl GoAgent {
     /// Starts `serf agent -node=name -bind=ip:7946 -rpc-addr=ip:7373
     /// <extra>` and waits until its RPC port accepts connections.
     pub fn start(name: &str, ip: &str, extra: &[&str], dir: &Path) -> GoAgent {
-        let log = dir.join(format!("agent-{name}.log"));
+        GoAgent::start_bin(GO_SERF, name, ip, extra, dir)
+    }
+
+    /// The same with our binary (the guard works alike for both).
+    pub fn ours(name: &str, ip: &str, extra: &[&str], dir: &Path) -> GoAgent {
+        GoAgent::start_bin(OUR_SERF, name, ip, extra, dir)
+    }
+
+    /// The same with `bin`.
+    pub fn start_bin(bin: &str, name: &str, ip: &str, extra: &[&str], dir: &Path) -> GoAgent {
+        let log = dir.join(format!("agent-{name}-{ip}.log"));
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(GO_SERF)
+        let child = Command::new(bin)
             .arg("agent")
             .arg(format!("-node={name}"))
             .arg(format!("-bind={ip}:7946"))
@@ -101,6 +114,33 @@ impl GoAgent {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// `ip:7373`.
+    pub fn rpc_addr(&self) -> String {
+        format!("{}:7373", self.ip)
+    }
+
+    /// Sends `sig` to the agent.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling a child we spawned and have not reaped.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, sig);
+        }
+    }
+
+    /// Resident memory from /proc, KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Waits (up to `timeout`) for the agent to exit on its own.

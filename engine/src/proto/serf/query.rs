@@ -432,12 +432,7 @@ impl SerfState {
         let Some(r) = self.responders.iter_mut().find(|r| r.id == id) else {
             return Err(RespondError::NoSuchQuery);
         };
-        if now > r.deadline {
-            return Err(RespondError::Failed("response is past the deadline".into()));
-        }
-        if r.responded {
-            return Err(RespondError::Failed("response already sent".into()));
-        }
+        // Go's order of checks: size, then already sent, then deadline.
         let resp = QueryResponse {
             ltime: r.ltime,
             id: r.wire_id,
@@ -451,6 +446,12 @@ impl SerfState {
                 "response exceeds limit of {} bytes",
                 self.config.query_response_size_limit
             )));
+        }
+        if r.responded {
+            return Err(RespondError::Failed("response already sent".into()));
+        }
+        if now > r.deadline {
+            return Err(RespondError::Failed("response is past the deadline".into()));
         }
         r.responded = true;
         let (addr, source, rf) = (r.addr, r.source.clone(), r.relay_factor);

@@ -318,6 +318,11 @@ fn queries_ack_deliver_respond_and_dedupe() {
         h.s.respond(h.now, qs[0].id, b"again"),
         Err(RespondError::Failed("response already sent".into()))
     );
+    // As in Go, the size is checked before "already sent".
+    assert_eq!(
+        h.s.respond(h.now, qs[0].id, &vec![b'x'; 1100]),
+        Err(RespondError::Failed("response exceeds limit of 1024 bytes".into()))
+    );
     let resp = h.sent_serf();
     let Ok(SerfMessage::QueryResponse(r)) = SerfMessage::decode(&resp[0].1) else { panic!() };
     assert_eq!((r.flags, r.payload), (0, Some(&b"fine"[..])));
