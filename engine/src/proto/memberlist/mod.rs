@@ -285,6 +285,8 @@ pub struct Stats {
     pub deaths: u64,
     /// Times this node refuted a claim about itself.
     pub refutations: u64,
+    /// Broadcasts refused because they could never fit a gossip packet.
+    pub broadcasts_too_large: u64,
 }
 
 /// One datagram to send: `buf[range]` to `dst`.

@@ -130,19 +130,30 @@ impl Memberlist {
     }
 
     /// Queues a memberlist broadcast named after `node`.
+    /// A message larger than this could never fit a gossip packet
+    /// (`UDPBufferSize` is 1400), so it is refused rather than queued.
+    const MAX_BROADCAST: usize = 2048;
+
     fn broadcast(
         &mut self,
         node: &Arc<str>,
-        encode: impl FnOnce(&mut Writer<'_>),
+        encode: impl FnOnce(&mut Writer<'_>) -> crate::wire::Result<()>,
         notify: Option<NotifyId>,
     ) {
-        let mut buf = [0u8; 1024];
+        let mut buf = [0u8; Self::MAX_BROADCAST];
         let mut w = Writer::new(&mut buf, Dialect::Gossip);
-        encode(&mut w);
-        let len = w.len();
-        if len == 0 {
+        if encode(&mut w).is_err() || w.is_empty() {
+            // Never queue a torn message; a waiter learns it was dropped.
+            self.stats.broadcasts_too_large = self.stats.broadcasts_too_large.saturating_add(1);
+            if let Some(n) = notify {
+                self.emit(super::Event::BroadcastFinished {
+                    id: n,
+                    how: crate::proto::broadcast::Finished::Dropped,
+                });
+            }
             return;
         }
+        let len = w.len();
         self.broadcasts.push(Some(node), &buf[..len], notify);
     }
 
@@ -347,13 +358,7 @@ impl Memberlist {
 
     fn broadcast_suspect(&mut self, name: &Arc<str>, s: &Suspect<'_>) {
         let msg = *s;
-        self.broadcast(
-            name,
-            |w| {
-                let _ = msg.encode(w);
-            },
-            None,
-        );
+        self.broadcast(name, |w| msg.encode(w), None);
     }
 
     /// A suspicion timer fired: declare the node dead if it is still in
@@ -414,21 +419,9 @@ impl Memberlist {
                 return;
             }
             let notify = self.leave_notify;
-            self.broadcast(
-                &name,
-                |w| {
-                    let _ = msg.encode(w);
-                },
-                notify,
-            );
+            self.broadcast(&name, |w| msg.encode(w), notify);
         } else {
-            self.broadcast(
-                &name,
-                |w| {
-                    let _ = msg.encode(w);
-                },
-                None,
-            );
+            self.broadcast(&name, |w| msg.encode(w), None);
         }
         let n = &mut self.nodes[idx];
         n.incarnation = incarnation;

@@ -760,3 +760,19 @@ fn shared_names_are_not_reallocated() {
         "suspicion refers to the shared name"
     );
 }
+
+#[test]
+fn a_message_too_large_to_gossip_is_refused_not_torn() {
+    let mut h = with_peers(&[("b", B)]);
+    let name = "x".repeat(2100);
+    let ip = [127, 0, 3, 1];
+    // The node is learnt (it is valid), but its alive can never fit a packet.
+    h.feed(&|w| alive(&name, &ip, 1, &[0xff, 0x80]).encode(w).unwrap());
+    assert!(h.ml.node(&name).is_some());
+    assert_eq!(h.ml.stats().broadcasts_too_large, 1);
+    for m in h.gossiped() {
+        if let Out::Alive { node, .. } = m {
+            assert_ne!(node.len(), 2100, "a torn or oversized alive was gossiped");
+        }
+    }
+}
