@@ -68,7 +68,20 @@ pub(super) fn ip_octets(ip: &IpAddr, out: &mut [u8; 16]) -> usize {
 
 /// Encodes an alive message for `a` into `buf`; returns its length (0 if it
 /// did not fit, which a ≤ 512-byte meta never causes).
-fn encode_alive(a: &AliveArgs<'_>, buf: &mut [u8; 1024]) -> usize {
+/// A message larger than this could never fit a gossip packet
+/// (`UDPBufferSize` is 1400), so it is refused rather than queued.
+const MAX_BROADCAST: usize = 2048;
+
+/// Encodes with `f` into `buf`; the length, or `None` if it did not fit.
+fn encode_into(
+    buf: &mut [u8],
+    f: impl FnOnce(&mut Writer<'_>) -> crate::wire::Result<()>,
+) -> Option<usize> {
+    let mut w = Writer::new(buf, Dialect::Gossip);
+    f(&mut w).ok().map(|()| w.len())
+}
+
+fn encode_alive(a: &AliveArgs<'_>, w: &mut Writer<'_>) -> crate::wire::Result<()> {
     let mut ip = [0u8; 16];
     let n = ip_octets(&a.addr, &mut ip);
     let msg = Alive {
@@ -79,11 +92,7 @@ fn encode_alive(a: &AliveArgs<'_>, buf: &mut [u8; 1024]) -> usize {
         meta: Some(a.meta),
         vsn: a.vsn.as_ref().map(|v| &v[..]),
     };
-    let mut w = Writer::new(buf, Dialect::Gossip);
-    match msg.encode(&mut w) {
-        Ok(()) => w.len(),
-        Err(_) => 0,
-    }
+    msg.encode(w)
 }
 
 impl Memberlist {
@@ -130,39 +139,37 @@ impl Memberlist {
     }
 
     /// Queues a memberlist broadcast named after `node`.
-    /// A message larger than this could never fit a gossip packet
-    /// (`UDPBufferSize` is 1400), so it is refused rather than queued.
-    const MAX_BROADCAST: usize = 2048;
-
+    /// Queues a memberlist broadcast named after `node`, encoded by `encode`.
     fn broadcast(
         &mut self,
         node: &Arc<str>,
         encode: impl FnOnce(&mut Writer<'_>) -> crate::wire::Result<()>,
         notify: Option<NotifyId>,
     ) {
-        let mut buf = [0u8; Self::MAX_BROADCAST];
-        let mut w = Writer::new(&mut buf, Dialect::Gossip);
-        if encode(&mut w).is_err() || w.is_empty() {
-            // Never queue a torn message; a waiter learns it was dropped.
-            self.stats.broadcasts_too_large = self.stats.broadcasts_too_large.saturating_add(1);
-            if let Some(n) = notify {
-                self.emit(super::Event::BroadcastFinished {
-                    id: n,
-                    how: crate::proto::broadcast::Finished::Dropped,
-                });
+        let mut buf = [0u8; MAX_BROADCAST];
+        let len = encode_into(&mut buf, encode);
+        self.queue_encoded(node, len.map(|n| &buf[..n]), notify);
+    }
+
+    /// Queues an encoded broadcast, or refuses (and counts) one that failed
+    /// to encode — never a torn prefix. A waiter learns it was dropped.
+    fn queue_encoded(&mut self, node: &Arc<str>, msg: Option<&[u8]>, notify: Option<NotifyId>) {
+        match msg {
+            Some(m) if !m.is_empty() => self.broadcasts.push(Some(node), m, notify),
+            _ => {
+                self.stats.broadcasts_too_large = self.stats.broadcasts_too_large.saturating_add(1);
+                if let Some(n) = notify {
+                    self.emit(super::Event::BroadcastFinished {
+                        id: n,
+                        how: crate::proto::broadcast::Finished::Dropped,
+                    });
+                }
             }
-            return;
         }
-        let len = w.len();
-        self.broadcasts.push(Some(node), &buf[..len], notify);
     }
 
     fn broadcast_alive(&mut self, a: &AliveArgs<'_>, name: &Arc<str>, notify: Option<NotifyId>) {
-        let mut buf = [0u8; 1024];
-        let len = encode_alive(a, &mut buf);
-        if len > 0 {
-            self.broadcasts.push(Some(name), &buf[..len], notify);
-        }
+        self.broadcast(name, |w| encode_alive(a, w), notify);
     }
 
     /// Handles an alive claim (`aliveNode`). `bootstrap` marks our own
@@ -301,12 +308,10 @@ impl Memberlist {
             vsn: Some(n.vsn),
         };
         // Encode while borrowing the entry (no copy of its meta), then queue.
-        let mut buf = [0u8; 1024];
-        let len = encode_alive(&a, &mut buf);
+        let mut buf = [0u8; MAX_BROADCAST];
+        let len = encode_into(&mut buf, |w| encode_alive(&a, w));
         let name = n.name.clone();
-        if len > 0 {
-            self.broadcasts.push(Some(&name), &buf[..len], None);
-        }
+        self.queue_encoded(&name, len.map(|l| &buf[..l]), None);
     }
 
     /// Handles a suspicion (`suspectNode`).
