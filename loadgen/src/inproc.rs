@@ -1,0 +1,9 @@
+//! `--mode inproc`.
+
+use crate::args::Args;
+use crate::report::Report;
+
+/// Runs the scenarios of `args` and records them into `report`.
+pub fn run(_args: &Args, _report: &mut Report) -> Result<(), String> {
+    Err("mode inproc is not built yet".into())
+}

@@ -1,0 +1,9 @@
+//! `--mode sim`.
+
+use crate::args::Args;
+use crate::report::Report;
+
+/// Runs the scenarios of `args` and records them into `report`.
+pub fn run(_args: &Args, _report: &mut Report) -> Result<(), String> {
+    Err("mode sim is not built yet".into())
+}
