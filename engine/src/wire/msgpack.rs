@@ -459,26 +459,19 @@ impl<'a> Writer<'a> {
     }
 
     /// Raw bytes, not a msgpack value (type bytes, user state, payloads).
-    #[inline]
+    #[inline(always)]
     pub fn raw(&mut self, bytes: &[u8]) -> Result<()> {
         let end = self.pos.checked_add(bytes.len()).ok_or(Error::NoSpace)?;
         if !self.counting {
             let dst = self.buf.get_mut(self.pos..end).ok_or(Error::NoSpace)?;
-            if bytes.len() <= 16 {
-                // Keys and headers: a short loop beats a call to memmove.
-                for (d, s) in dst.iter_mut().zip(bytes) {
-                    *d = *s;
-                }
-            } else {
-                dst.copy_from_slice(bytes);
-            }
+            copy_short(dst, bytes);
         }
         self.pos = end;
         Ok(())
     }
 
     /// One raw byte.
-    #[inline]
+    #[inline(always)]
     pub fn byte(&mut self, b: u8) -> Result<()> {
         if !self.counting {
             *self.buf.get_mut(self.pos).ok_or(Error::NoSpace)? = b;
@@ -487,7 +480,7 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn head(&mut self, m: u8, len: &[u8]) -> Result<()> {
         self.byte(m)?;
         self.raw(len)
@@ -547,7 +540,7 @@ impl<'a> Writer<'a> {
         self.head(marker::F64, &v.to_be_bytes())
     }
 
-    #[inline]
+    #[inline(always)]
     fn str_header(&mut self, len: usize) -> Result<()> {
         if len < 32 {
             self.byte(0xa0 | len as u8)
@@ -562,14 +555,14 @@ impl<'a> Writer<'a> {
     }
 
     /// A string (Go `string`), in the dialect's str forms.
-    #[inline]
+    #[inline(always)]
     pub fn str(&mut self, s: &str) -> Result<()> {
         self.str_bytes(s.as_bytes())
     }
 
     /// Raw bytes in str form regardless of dialect (map keys, and strings
     /// held as bytes).
-    #[inline]
+    #[inline(always)]
     pub fn str_bytes(&mut self, s: &[u8]) -> Result<()> {
         self.str_header(s.len())?;
         self.raw(s)
@@ -631,9 +624,34 @@ impl<'a> Writer<'a> {
     }
 
     /// A struct field name (always a short str).
-    #[inline]
+    #[inline(always)]
     pub fn key(&mut self, k: &str) -> Result<()> {
         self.str_bytes(k.as_bytes())
+    }
+}
+
+/// Copies `src` into `dst` (same length). Keys, headers and names are
+/// mostly under 32 bytes: two overlapping fixed-size moves cover them
+/// without a call into `memmove` or a byte loop.
+#[inline(always)]
+fn copy_short(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    debug_assert_eq!(dst.len(), n);
+    if n > 32 || dst.len() != n {
+        dst.copy_from_slice(src);
+    } else if n >= 16 {
+        dst[..16].copy_from_slice(&src[..16]);
+        dst[n - 16..].copy_from_slice(&src[n - 16..]);
+    } else if n >= 8 {
+        dst[..8].copy_from_slice(&src[..8]);
+        dst[n - 8..].copy_from_slice(&src[n - 8..]);
+    } else if n >= 4 {
+        dst[..4].copy_from_slice(&src[..4]);
+        dst[n - 4..].copy_from_slice(&src[n - 4..]);
+    } else {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s;
+        }
     }
 }
 
