@@ -219,7 +219,15 @@ impl<'a> Reader<'a> {
     /// A Go `string` field: any str form or nil (→ `""`), validated as UTF-8.
     #[inline]
     pub fn str(&mut self) -> Result<&'a str> {
-        core::str::from_utf8(self.str_bytes()?).map_err(|_| Error::InvalidUtf8)
+        let b = self.str_bytes()?;
+        if b.is_ascii() {
+            // Names, addresses and tags are almost always ASCII; the
+            // word-at-a-time ASCII check is far cheaper on short strings
+            // than full validation.
+            // SAFETY: every byte is below 0x80, so `b` is valid UTF-8.
+            return Ok(unsafe { core::str::from_utf8_unchecked(b) });
+        }
+        core::str::from_utf8(b).map_err(|_| Error::InvalidUtf8)
     }
 
     /// A Go `[]byte` field: any str or bin form; nil reads as `None`, so nil
@@ -265,8 +273,21 @@ impl<'a> Reader<'a> {
 
     /// An unsigned integer field of any wire width that fits `T`; nil is 0.
     /// Negative values and overflow are [`Error::IntRange`], as in Go.
-    #[inline]
+    #[inline(always)]
     pub fn uint<T: TryFrom<u64>>(&mut self) -> Result<T> {
+        // Most fields (ports, states, small counters) are positive fixints.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                // `pos < buf.len()`, so this cannot wrap.
+                self.pos = self.pos.wrapping_add(1);
+                return T::try_from(u64::from(b)).map_err(|_| Error::IntRange);
+            }
+        }
+        self.uint_any()
+    }
+
+    #[inline(never)]
+    fn uint_any<T: TryFrom<u64>>(&mut self) -> Result<T> {
         let v = match self.int()? {
             Int::U(v) => v,
             Int::I(v) => u64::try_from(v).map_err(|_| Error::IntRange)?,
@@ -635,24 +656,32 @@ impl<'a> Writer<'a> {
 /// without a call into `memmove` or a byte loop.
 #[inline(always)]
 fn copy_short(dst: &mut [u8], src: &[u8]) {
-    let n = src.len();
-    debug_assert_eq!(dst.len(), n);
-    if n > 32 || dst.len() != n {
-        dst.copy_from_slice(src);
-    } else if n >= 16 {
-        dst[..16].copy_from_slice(&src[..16]);
-        dst[n - 16..].copy_from_slice(&src[n - 16..]);
-    } else if n >= 8 {
-        dst[..8].copy_from_slice(&src[..8]);
-        dst[n - 8..].copy_from_slice(&src[n - 8..]);
-    } else if n >= 4 {
-        dst[..4].copy_from_slice(&src[..4]);
-        dst[n - 4..].copy_from_slice(&src[n - 4..]);
-    } else {
+    if src.len() <= 32 && dst.len() == src.len() {
+        if copy_ends::<16>(dst, src) || copy_ends::<8>(dst, src) || copy_ends::<4>(dst, src) {
+            return;
+        }
         for (d, s) in dst.iter_mut().zip(src) {
             *d = *s;
         }
+    } else {
+        dst.copy_from_slice(src);
     }
+}
+
+/// For `N <= len <= 2N`: copies the first and the last `N` bytes (they
+/// overlap in the middle). Returns false, copying nothing, if `len < N`.
+#[inline(always)]
+fn copy_ends<const N: usize>(dst: &mut [u8], src: &[u8]) -> bool {
+    if src.len() < N {
+        return false;
+    }
+    if let (Some(d), Some(s)) = (dst.first_chunk_mut::<N>(), src.first_chunk::<N>()) {
+        *d = *s;
+    }
+    if let (Some(d), Some(s)) = (dst.last_chunk_mut::<N>(), src.last_chunk::<N>()) {
+        *d = *s;
+    }
+    true
 }
 
 /// The encoded size of whatever `f` writes, in `dialect`.
