@@ -31,7 +31,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -114,9 +114,25 @@ impl Cluster {
         wait_views(what, &observers, expect, &self.dir)
     }
 
+    /// The running agents.
+    fn observers(&self) -> Vec<&GoAgent> {
+        self.agents.iter().collect()
+    }
+
     /// The cluster's six starting members, all alive.
     fn all_alive(&self) -> View {
         self.agents.iter().map(|a| (a.name.clone(), "alive".to_string())).collect()
+    }
+}
+
+impl Drop for Cluster {
+    /// Stops the agents; keeps the scratch directory (logs, CLI output)
+    /// only when the test failed.
+    fn drop(&mut self) {
+        self.agents.clear();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -183,7 +199,10 @@ fn wait_views(what: &str, observers: &[&GoAgent], expect: &View, dir: &Path) -> 
             let took = start.elapsed();
             eprintln!("[interop] {what}: converged in {:.2} s", took.as_secs_f64());
             if took > GOSSIP_ONLY {
-                eprintln!("[interop] {what}: slow: gossip missed a node, push-pull repaired it");
+                eprintln!(
+                    "[interop] {what}: slow (> {GOSSIP_ONLY:?}): a node probably heard of the \
+                     change only through a periodic push-pull"
+                );
             }
             return took;
         }
@@ -217,7 +236,11 @@ fn assert_holds(what: &str, observers: &[&GoAgent], expect: &View, hold: Duratio
                 last.insert(format!("{} ({}) via {}", a.name, kind(a), cli_name(cli)), got);
             }
         }
-        assert!(!bad, "{what}: the view changed after agreeing\n{}", report(expect, &last, observers));
+        assert!(
+            !bad,
+            "{what}: the view changed after agreeing\n{}",
+            report(expect, &last, observers)
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -296,29 +319,41 @@ fn with_status(mut view: View, changes: &[(&str, &str)]) -> View {
     view
 }
 
-/// A query from `via` (with `cli`) must be acknowledged by every name in
-/// `expect`.
+/// Queries from `via` (with `cli`) must be acknowledged by every name in
+/// `expect`. A query spreads by gossip like everything else, so one node
+/// occasionally misses one (Go-only clusters too, ~1–2% per node and query
+/// here): up to 3 queries are sent and every node must ack at least one.
+/// Acks are direct datagrams back to `via`, so this exercises gossip of a
+/// Serf user message and a direct reply between the two implementations.
 fn query_acked_by_all(c: &Cluster, cli: &str, via: &str, expect: &View) {
     let a = &c.agents[c.idx(via)];
-    let r = run(cli, &["query", &a.rpc_flag, "-format=json", "-timeout=4s", "interop-q"], &[], &c.dir);
-    assert_eq!(r.code, 0, "query via {via} ({}): {r:?}", cli_name(cli));
-    let v: serde_json::Value =
-        serde_json::from_str(&r.out).unwrap_or_else(|e| panic!("query JSON ({e}): {r:?}"));
-    let mut acks: Vec<String> = v["Acks"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no Acks: {r:?}"))
-        .iter()
-        .map(|x| x.as_str().unwrap_or("?").to_string())
-        .collect();
-    acks.sort();
-    let want: Vec<String> = expect.keys().cloned().collect();
-    let logs: Vec<&GoAgent> = c.agents.iter().collect();
-    assert_eq!(
-        acks,
-        want,
-        "query via {via} ({}) not acked by all\n{}",
+    let want: BTreeSet<String> = expect.keys().cloned().collect();
+    let mut acked = BTreeSet::new();
+    let mut outputs = Vec::new();
+    for n in 1..=3 {
+        let name = format!("interop-q{n}");
+        let r =
+            run(cli, &["query", &a.rpc_flag, "-format=json", "-timeout=3s", &name], &[], &c.dir);
+        assert_eq!(r.code, 0, "query via {via} ({}): {r:?}", cli_name(cli));
+        let v: serde_json::Value =
+            serde_json::from_str(&r.out).unwrap_or_else(|e| panic!("query JSON ({e}): {r:?}"));
+        let acks = v["Acks"].as_array().unwrap_or_else(|| panic!("no Acks: {r:?}"));
+        acked.extend(acks.iter().map(|x| x.as_str().unwrap_or("?").to_string()));
+        outputs.push(r.out);
+        if acked == want {
+            if n > 1 {
+                eprintln!(
+                    "[interop] query via {via} ({}): all acked after {n} queries",
+                    cli_name(cli)
+                );
+            }
+            return;
+        }
+    }
+    panic!(
+        "3 queries via {via} ({}) were acked by {acked:?} only\n{}\noutputs: {outputs:?}",
         cli_name(cli),
-        report(expect, &BTreeMap::new(), &logs)
+        report(expect, &BTreeMap::new(), &c.observers())
     );
 }
 
@@ -409,8 +444,7 @@ fn restarted_nodes_refute_their_death() {
     drop((g, o));
     restart(&mut c, 1);
     c.wait_all("restarted before failure detection → alive", &all);
-    let obs: Vec<&GoAgent> = c.agents.iter().collect();
-    assert_holds("after the quick restart", &obs, &all, Duration::from_secs(4), &c.dir);
+    assert_holds("after the quick restart", &c.observers(), &all, Duration::from_secs(4), &c.dir);
 
     // After every survivor lists them failed.
     let (mut g, mut o) = (c.take("go2"), c.take("ours2"));
@@ -421,8 +455,18 @@ fn restarted_nodes_refute_their_death() {
     c.wait_all("kill -9 go2 + ours2 → failed", &failed);
     restart(&mut c, 2);
     c.wait_all("restarted after being failed → alive", &all);
-    let obs: Vec<&GoAgent> = c.agents.iter().collect();
-    assert_holds("after the late restart", &obs, &all, Duration::from_secs(4), &c.dir);
+    assert_holds("after the late restart", &c.observers(), &all, Duration::from_secs(4), &c.dir);
+    // The join's push-pull told each that the cluster holds it dead: it
+    // raised its incarnation over that claim.
+    for name in ["go2", "ours2"] {
+        let a = &c.agents[c.idx(name)];
+        let log = std::fs::read_to_string(&a.log).unwrap_or_default();
+        assert!(
+            log.contains(&format!("[WARN] memberlist: Refuting a suspect message (from: {name})")),
+            "{name} ({}) did not refute its death:\n{log}",
+            kind(a)
+        );
+    }
 }
 
 #[test]
@@ -491,9 +535,16 @@ fn key_mismatch_fails_both_ways_without_crashing() {
     for (via, target) in [("go1", "ours1"), ("ours1", "go1")] {
         for cli in [GO_SERF, OUR_SERF] {
             let r = c.join(cli, via, target);
-            assert_ne!(r.code, 0, "{via} joined {target} with the wrong key ({}): {r:?}", cli_name(cli));
+            assert_ne!(
+                r.code,
+                0,
+                "{via} joined {target} with the wrong key ({}): {r:?}",
+                cli_name(cli)
+            );
+            let text = format!("{}{}", r.out, r.err);
             assert!(
-                r.out.contains("Error joining the cluster") || r.err.contains("Error joining the cluster"),
+                text.contains("Error joining the cluster")
+                    && text.contains("No installed keys could decrypt the message"),
                 "{}: {r:?}",
                 cli_name(cli)
             );
@@ -501,7 +552,8 @@ fn key_mismatch_fails_both_ways_without_crashing() {
     }
     // An agent started with `-join` of the other key gives up and exits 1
     // rather than joining (Go and ours alike).
-    for (go, name, host, key, seed) in [(true, "go9", 9, KEY_A, 2), (false, "ours9", 10, KEY_B, 1)] {
+    for (go, name, host, key, seed) in [(true, "go9", 9, KEY_A, 2), (false, "ours9", 10, KEY_B, 1)]
+    {
         let ip = c.ip(host);
         let log = c.dir.join(format!("{name}.log"));
         let r = run(
@@ -520,24 +572,28 @@ fn key_mismatch_fails_both_ways_without_crashing() {
         std::fs::write(&log, format!("{}{}", r.out, r.err)).unwrap();
         assert_eq!(r.code, 1, "{name} with -join under the wrong key: {r:?}");
     }
-    // Some UDP traffic too: each probes nothing, but the stale gossip of the
-    // attempts above has arrived by now. Both are alive, each alone.
+    // Both are alive, each alone, a while after the attempts.
     std::thread::sleep(Duration::from_secs(2));
     for name in ["go1", "ours1"] {
         let i = c.idx(name);
         assert!(c.agents[i].alive(), "{name} died; log: {}", c.agents[i].log.display());
     }
-    let obs: Vec<&GoAgent> = c.agents.iter().collect();
+    let obs = c.observers();
     wait_views("go1 alone", &obs[..1], &View::from([("go1".into(), "alive".into())]), &c.dir);
     wait_views("ours1 alone", &obs[1..], &View::from([("ours1".into(), "alive".into())]), &c.dir);
+    // Each logs its own failed joins as decrypt errors (the peer answered
+    // with an error frame sealed under the other key). Go also logs every
+    // inbound stream it could not open; ours only counts those (no log line
+    // per bad input), so that line is checked on Go only.
     for a in &c.agents {
         let log = std::fs::read_to_string(&a.log).unwrap_or_default();
-        assert!(
-            log.contains("No installed keys could decrypt the message"),
-            "{} ({}) logged no decrypt error:\n{log}",
-            a.name,
-            kind(a)
-        );
+        let peer = if a.is_go() { c.ip(2) } else { c.ip(1) };
+        let joined = format!("Failed to join {peer}: No installed keys could decrypt the message");
+        assert!(log.contains(&joined), "{} ({}) lacks `{joined}`:\n{log}", a.name, kind(a));
+        if a.is_go() {
+            let inbound = "[ERR] memberlist: failed to receive: No installed keys could decrypt";
+            assert!(log.contains(inbound), "{} lacks `{inbound}`:\n{log}", a.name);
+        }
         assert!(!log.contains("panic"), "{} ({}) panicked:\n{log}", a.name, kind(a));
     }
 }
@@ -562,7 +618,9 @@ fn our_protocol_4_and_5_join_go() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| (m["name"].as_str().unwrap().to_string(), m["protocol"]["version"].as_u64().unwrap()))
+        .map(|m| {
+            (m["name"].as_str().unwrap().to_string(), m["protocol"]["version"].as_u64().unwrap())
+        })
         .collect();
     let want = BTreeMap::from([
         ("go1".to_string(), 5),
