@@ -25,7 +25,9 @@
 //!    `-disable-compression` on everyone, and with it on only some; a query
 //!    from a Go agent and from ours is acknowledged by all 6.
 //! 6. A Go agent and ours with different keys cannot join in either
-//!    direction, both stay up and answer RPC, and both log decrypt errors.
+//!    direction (through either CLI, or `-join` at start, which exits 1),
+//!    both stay up and answer RPC, each alone, and both log their failed
+//!    joins as decrypt errors (Go also logs each bad inbound stream).
 //! 7. Ours with `-protocol=4` and `-protocol=5` joins Go agents, and Go sees
 //!    the version it announces.
 
