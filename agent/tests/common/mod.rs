@@ -40,8 +40,9 @@ pub fn scratch(name: &str) -> PathBuf {
     d
 }
 
-#[allow(clippy::disallowed_methods)] // Tests wait on real processes.
-fn now() -> Instant {
+/// The wall clock (tests wait on real processes).
+#[allow(clippy::disallowed_methods)]
+pub fn now() -> Instant {
     Instant::now()
 }
 
@@ -57,6 +58,8 @@ pub struct GoAgent {
     pub rpc_flag: String,
     /// Its log file.
     pub log: PathBuf,
+    /// The binary it runs ([`GO_SERF`] or [`OUR_SERF`]).
+    pub bin: String,
 }
 
 impl GoAgent {
@@ -94,6 +97,7 @@ impl GoAgent {
             ip: ip.to_string(),
             rpc_flag: format!("-rpc-addr={ip}:7373"),
             log,
+            bin: bin.to_string(),
         };
         agent.wait_rpc();
         agent
@@ -136,6 +140,19 @@ impl GoAgent {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
+    }
+
+    /// Whether this is the reference Go binary.
+    pub fn is_go(&self) -> bool {
+        self.bin == GO_SERF
+    }
+
+    /// `kill -9`, then reaps the process (so its ports are free again).
+    pub fn kill9(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
     }
 
     /// Whether the process is still running.
