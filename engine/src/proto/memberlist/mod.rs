@@ -258,7 +258,15 @@ pub enum LogEvent {
     PushPullFailed { addr: SocketAddr, error: String },
     /// A merge was refused because of incompatible protocol versions.
     IncompatibleProtocol { error: String },
+    /// An inbound stream could not be read (wrong key, garbage, a version
+    /// we do not speak). Logged at most once per [`STREAM_ERROR_LOG_EVERY`];
+    /// `suppressed` counts the rejections not logged since the last line.
+    StreamRejected { error: String, suppressed: u64 },
 }
+
+/// The least time between two [`LogEvent::StreamRejected`] lines, so a peer
+/// (or an attacker) sending junk cannot flood the log.
+pub const STREAM_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Counters of what was dropped and why (never a log line per packet).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -367,6 +375,10 @@ pub struct Memberlist {
     events: VecDeque<Event>,
     next_notify: NotifyId,
     stats: Stats,
+    /// Rate limit of the "failed to receive" log line for rejected streams:
+    /// when it was last logged and how many were rejected since.
+    stream_error_log: Option<Instant>,
+    stream_errors_unlogged: u64,
     shutdown: bool,
 }
 
@@ -429,6 +441,8 @@ impl Memberlist {
             events: VecDeque::with_capacity(16),
             next_notify: 1,
             stats: Stats::default(),
+            stream_error_log: None,
+            stream_errors_unlogged: 0,
             shutdown: false,
         };
         ml.set_alive(now, meta);

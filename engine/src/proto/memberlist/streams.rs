@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::{
     Delegate, Event, JoinId, LogEvent, Memberlist, Scratch, StreamId, StreamReply, StreamRequest,
-    Timer,
+    Timer, STREAM_ERROR_LOG_EVERY,
 };
 use crate::time::Instant;
 use crate::timer::TimerToken;
@@ -336,6 +336,14 @@ impl Memberlist {
             Err(e) => {
                 self.stats.stream_errors = self.stats.stream_errors.saturating_add(1);
                 let text = e.to_string();
+                let due = self.stream_error_log.is_none_or(|t| now - t >= STREAM_ERROR_LOG_EVERY);
+                if due {
+                    self.stream_error_log = Some(now);
+                    let suppressed = core::mem::take(&mut self.stream_errors_unlogged);
+                    self.log(LogEvent::StreamRejected { error: text.clone(), suppressed });
+                } else {
+                    self.stream_errors_unlogged = self.stream_errors_unlogged.saturating_add(1);
+                }
                 let ok = write_vec(&mut scratch.plain, |w| ErrResp { error: &text }.encode(w))
                     .is_ok()
                     && self.seal_stream(scratch, reply).is_ok();

@@ -617,6 +617,34 @@ fn incompatible_protocol_versions_abort_the_merge() {
 }
 
 #[test]
+fn rejected_streams_are_logged_at_most_once_per_period() {
+    let mut h = Harness::new();
+    let mut reply = Vec::new();
+    let mut reject = |h: &mut Harness| {
+        // Type 0xee is no stream message: the stream is answered with an
+        // error and counted.
+        let mut frame = vec![0xee, 0x80];
+        h.ml.handle_stream_request(h.now, &mut frame, &mut reply, &mut h.scratch, &mut h.seen);
+    };
+    let rejections = |h: &mut Harness| -> Vec<u64> {
+        std::iter::from_fn(|| h.ml.poll_event())
+            .filter_map(|e| match e {
+                Event::Log(LogEvent::StreamRejected { suppressed, .. }) => Some(suppressed),
+                _ => None,
+            })
+            .collect()
+    };
+    for _ in 0..5 {
+        reject(&mut h);
+    }
+    assert_eq!(rejections(&mut h), [0], "the first rejection is logged, the next four are not");
+    h.advance(STREAM_ERROR_LOG_EVERY);
+    reject(&mut h);
+    assert_eq!(rejections(&mut h), [4], "the next line says how many went unlogged");
+    assert_eq!(h.ml.stats().stream_errors, 6);
+}
+
+#[test]
 fn join_reports_per_address_errors() {
     let mut h = Harness::new();
     let id = h.ml.join(h.now, &[addr(B), addr(C)]);

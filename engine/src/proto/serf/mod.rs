@@ -1061,6 +1061,11 @@ impl SerfState {
             ),
             L::PushPullFailed { addr, error } => (Level::Error, format!("Push/Pull with {addr} failed: {error}")),
             L::IncompatibleProtocol { error } => (Level::Error, error),
+            L::StreamRejected { error, suppressed: 0 } => (Level::Error, format!("failed to receive: {error}")),
+            L::StreamRejected { error, suppressed } => (
+                Level::Error,
+                format!("failed to receive: {error} ({suppressed} more since the last report)"),
+            ),
         };
         self.log(level, "memberlist", text);
     }
