@@ -254,12 +254,18 @@ impl Fixture {
             let Fixture { node, scratch, now, .. } = self;
             node.ml.handle_timeout(*now, scratch, &mut node.delegate);
             if let Some(seq) = self.drain() {
-                let mut m = [0u8; 64];
-                let n = Ack { seq_no: seq, payload: None }.encode_to(&mut m).expect("ack fits");
-                self.ack = self.seal(&[&m[..n]], false);
+                self.ack = self.ack_datagram(seq);
                 return;
             }
         }
         panic!("the instance sent no probe");
+    }
+
+    /// The datagram [`PEER`] sends to answer probe `seq` (an ack with no
+    /// payload, sealed as the peer's pipeline would). Not measured.
+    pub fn ack_datagram(&mut self, seq: u32) -> Vec<u8> {
+        let mut m = [0u8; 64];
+        let n = Ack { seq_no: seq, payload: None }.encode_to(&mut m).expect("ack fits");
+        self.seal(&[&m[..n]], false)
     }
 }

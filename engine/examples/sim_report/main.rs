@@ -8,10 +8,15 @@
 //! cargo run --release -p engine --example sim_report -- scale   # the 1000-node run only
 //! cargo run --release -p engine --example sim_report -- scale 200 20   # other size (not saved)
 //! cargo run --release -p engine --example sim_report -- sweep   # the sweep only
+//! cargo run --release -p engine --example sim_report -- quick   # scripts/regress's figures
 //! ```
+//!
+//! `quick` prints the small deterministic figures `scripts/regress` checks
+//! (JSON on stdout) and writes nothing.
 //!
 //! A partial run keeps the other section of the existing `sim.json`.
 
+mod quick;
 mod results;
 
 use std::process::Command;
@@ -52,12 +57,16 @@ fn machine() -> Value {
 
 fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    if what == "quick" {
+        println!("{}", serde_json::to_string_pretty(&quick::figures()).unwrap_or_default());
+        return;
+    }
     let (do_scale, do_sweep) = match what.as_str() {
         "all" => (true, true),
         "scale" => (true, false),
         "sweep" => (false, true),
         other => {
-            eprintln!("usage: sim_report [all|scale|sweep] (got {other})");
+            eprintln!("usage: sim_report [all|scale|sweep|quick] (got {other})");
             std::process::exit(2);
         }
     };
