@@ -113,8 +113,11 @@ pub(crate) struct Shared {
     keyring_file: Option<PathBuf>,
     tags_file: Option<PathBuf>,
     clock: Clock,
-    /// The event handlers, as shown by `stats` (`event_handlers`).
-    handler_specs: Mutex<Vec<(String, String)>>,
+    /// The event handlers, as shown by `stats` (`event_handlers`): those
+    /// of the startup configuration. Go's stats read the configuration the
+    /// agent started with, so a SIGHUP reload does not change them even
+    /// though the new handlers run.
+    handler_specs: Vec<(String, String)>,
     /// The scripts the handler runner uses (replaced on reload).
     handler_scripts: Arc<Mutex<Vec<crate::config::EventScript>>>,
 }
@@ -306,9 +309,11 @@ impl Agent {
             keyring_file: c.keyring_file.clone(),
             tags_file: c.tags_file.clone(),
             clock: runtime.clock(),
-            handler_specs: Mutex::new(
-                c.event_handlers.iter().map(|h| (h.stats_key(), h.script.clone())).collect(),
-            ),
+            handler_specs: c
+                .event_handlers
+                .iter()
+                .map(|h| (h.stats_key(), h.script.clone()))
+                .collect(),
             handler_scripts: Arc::new(Mutex::new(c.event_handlers.clone())),
         });
         let handlers = handlers::Runner::start(
@@ -675,7 +680,7 @@ impl AgentHandle {
         out.insert("serf".to_string(), serf);
         out.insert("tags".to_string(), tags);
         let handlers: BTreeMap<String, String> =
-            lock(&self.shared.handler_specs).iter().cloned().collect();
+            self.shared.handler_specs.iter().cloned().collect();
         out.insert("event_handlers".to_string(), handlers);
         out
     }
@@ -701,10 +706,9 @@ impl AgentHandle {
         let _ = self.shared.shutdown_tx.send(reason);
     }
 
-    /// Replaces the event handlers (SIGHUP reload).
+    /// Replaces the event handlers that run (SIGHUP reload); `stats` keeps
+    /// listing the startup ones, as Go's does.
     pub fn reload_handlers(&self, scripts: &[crate::config::EventScript]) {
-        *lock(&self.shared.handler_specs) =
-            scripts.iter().map(|h| (h.stats_key(), h.script.clone())).collect();
         *lock(&self.shared.handler_scripts) = scripts.to_vec();
     }
 
