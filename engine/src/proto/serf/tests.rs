@@ -175,6 +175,20 @@ fn graceful_leave_versus_failure() {
 }
 
 #[test]
+fn our_leave_reports_its_start_before_its_own_member_events() {
+    let mut h = H::new();
+    h.events();
+    h.s.leave(h.now).unwrap();
+    h.advance(Duration::from_secs(10));
+    let evs = h.events();
+    assert_eq!(evs.first(), Some(&Event::LeaveStarted), "{evs:?}");
+    assert_eq!(evs.iter().filter(|e| **e == Event::LeaveStarted).count(), 1);
+    assert!(evs.contains(&Event::LeaveDone { error: None }), "{evs:?}");
+    assert_eq!(h.s.leave(h.now), Ok(()), "a second leave after the first finished");
+    assert!(!h.events().contains(&Event::LeaveStarted));
+}
+
+#[test]
 fn a_leave_intent_about_us_is_refuted_with_a_join() {
     let mut h = H::new();
     h.alive("b", 2, 1, &[]);
