@@ -288,9 +288,10 @@ fn norm_member_line(l: &str) -> String {
 /// The stdin line a member with these tags must produce.
 fn member_line(name: &str, ip: &str, tags: &[(&str, &str)]) -> String {
     let role = tags.iter().find(|(k, _)| *k == "role").map_or("", |(_, v)| v);
-    let mut t: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let esc = |s: &str| s.replace('\t', "\\t").replace('\n', "\\n");
+    let mut t: Vec<String> = tags.iter().map(|(k, v)| esc(&format!("{k}={v}"))).collect();
     t.sort();
-    format!("{name}\t{ip}\t{role}\t{}", t.join(","))
+    format!("{name}\t{ip}\t{}\t{}", esc(role), t.join(","))
 }
 
 /// Tag flags for `tags`.
@@ -328,6 +329,9 @@ impl Drop for PidGuard {
 // ---------------------------------------------------------------------------
 // 1. Event handlers
 
+/// Go or ours, name, IP, tags.
+type Node = (bool, &'static str, &'static str, Vec<(&'static str, &'static str)>);
+
 #[test]
 fn event_handlers_environment_stdin_and_filters() {
     if !go_available("event_handlers_environment_stdin_and_filters") {
@@ -335,11 +339,13 @@ fn event_handlers_environment_stdin_and_filters() {
     }
     let dir = scratch("interop-handlers");
     let rec = recorder(&dir);
-    let nodes: [(bool, &str, &str, Vec<(&str, &str)>); 4] = [
+    // Tags with a tab: the stdin line escapes it as `\t`, the environment
+    // carries it as is.
+    let nodes: [Node; 4] = [
         (true, "g1", "127.0.90.1", vec![("role", "web"), ("dc", "east"), ("my-tag.x", "1")]),
         (false, "o1", "127.0.90.2", vec![("role", "web"), ("dc", "east"), ("my-tag.x", "2")]),
-        (true, "g2", "127.0.90.3", vec![("role", "db"), ("dc", "west")]),
-        (false, "o2", "127.0.90.4", vec![("role", "db"), ("dc", "west")]),
+        (true, "g2", "127.0.90.3", vec![("role", "db"), ("dc", "west"), ("note", "a\tb")]),
+        (false, "o2", "127.0.90.4", vec![("role", "db"), ("dc", "west"), ("note", "a\tb")]),
     ];
     let file = |kind: &str, name: &str| dir.join(format!("{kind}-{name}.rec"));
     let specs: Vec<Spec> = nodes
@@ -379,6 +385,14 @@ fn event_handlers_environment_stdin_and_filters() {
             }
         });
     }
+
+    for (_, name, _, tags) in &nodes {
+        for r in records(&file("member", name)) {
+            assert_eq!(r.env_self(), self_env(name, tags), "member-join env on {name}");
+            assert_eq!(r.env_not_self().keys().collect::<Vec<_>>(), ["SERF_EVENT"], "{r:?}");
+        }
+    }
+    assert!(want_lines.iter().any(|l| l.contains(",note=a\\tb,")), "{want_lines:?}");
 
     // The environment of a record: what is about the agent itself must
     // match its configuration; the rest must be the same on every agent.
@@ -543,8 +557,9 @@ fn queries_from_go_and_ours_collect_every_agent() {
     let respond = dir.join("respond.sh");
     write_exec(
         &respond,
-        "#!/bin/sh\nread -r line\necho \"from-$SERF_SELF_NAME $SERF_QUERY_NAME [$line] \
-         $SERF_SELF_ROLE\"\n",
+        "#!/bin/sh\nread -r line\ncase \"$SERF_QUERY_NAME\" in\n  big) head -c 2000 /dev/zero | tr \
+         '\\000' z; exit 0 ;;\n  fail) echo \"failing-$SERF_SELF_NAME\"; exit 3 ;;\nesac\necho \
+         \"from-$SERF_SELF_NAME $SERF_QUERY_NAME [$line] $SERF_SELF_ROLE\"\n",
     );
     let h = format!("-event-handler=query={}", respond.display());
     let nodes = [
@@ -563,9 +578,13 @@ fn queries_from_go_and_ours_collect_every_agent() {
     let refs: Vec<&GoAgent> = agents.iter().collect();
     let role = |n: &str| nodes.iter().find(|x| x.1 == n).unwrap().3;
 
-    // (flags, name, payload, responders)
+    // (flags, name, payload, the agents that ack and respond). `big`
+    // produces 2000 bytes (over the 1024-byte response limit) and `fail`
+    // exits 3: the handlers run, but no agent responds.
     let cases: Vec<(Vec<&str>, &str, &str, Vec<&str>)> = vec![
         (vec![], "q1", "pay", vec!["g1", "o1", "g2", "o2"]),
+        (vec!["-tag", "role=web"], "big", "", vec!["g1", "o1"]),
+        (vec!["-node=g1", "-node=o2"], "fail", "f", vec!["g1", "o2"]),
         (vec!["-node=g2", "-node=o1"], "q2", "p2", vec!["o1", "g2"]),
         (vec!["-tag", "role=web"], "q3", "p3", vec!["g1", "o1"]),
         // Tag filters are unanchored regexps on the responder.
@@ -600,8 +619,10 @@ fn queries_from_go_and_ours_collect_every_agent() {
                 hs.into_iter().map(|h| h.join().unwrap()).collect()
             });
             let no_ack = flags.contains(&"-no-ack");
+            let answers = !matches!(*qname, "big" | "fail");
             let resps: Vec<(&str, String)> = responders
                 .iter()
+                .filter(|_| answers)
                 .map(|n| (*n, format!("from-{n} {qname} [{payload}] {}", role(n))))
                 .collect();
             let want = query_text(qname, responders, &resps, no_ack);
@@ -615,6 +636,23 @@ fn queries_from_go_and_ours_collect_every_agent() {
             }
         }
     }
+
+    // The handler failures are logged alike (timestamps cut): `big` ran on
+    // g1 and o1 (role=web), `fail` on g1 and o2: four times each (two
+    // rounds of two queries).
+    let logged = |a: &GoAgent, needle: &str| -> Vec<String> {
+        let text = std::fs::read_to_string(&a.log).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.contains(needle))
+            .map(|l| l.trim_start().splitn(3, ' ').nth(2).unwrap_or("").to_string())
+            .collect()
+    };
+    let resp_fail = "Failed to respond to query";
+    let exit_fail = "Error invoking script";
+    assert_eq!(logged(&agents[0], resp_fail).len(), 4, "{}", logs(&refs));
+    assert_eq!(logged(&agents[0], resp_fail), logged(&agents[1], resp_fail));
+    assert_eq!(logged(&agents[0], exit_fail).len(), 4, "{}", logs(&refs));
+    assert_eq!(logged(&agents[0], exit_fail), logged(&agents[3], exit_fail));
 
     // JSON form through both CLIs against ours: the same document.
     let q = |bin: &str, a: &GoAgent| {
