@@ -327,6 +327,13 @@ impl Agent {
             .name("agent-events".into())
             .spawn(move || dispatcher.run())
             .map_err(|e| StartError::Start(format!("Error starting event loop: {e}")))?;
+        if let (Some(path), Some(_)) = (&c.keyring_file, &keyring) {
+            logger.log(
+                Level::Info,
+                "agent",
+                &format!("Restored keyring with {} keys from {}", plan.keys.len(), path.display()),
+            );
+        }
         logger.log(Level::Info, "agent", "Serf agent starting");
         Ok(Agent {
             handle: AgentHandle { shared },
@@ -549,7 +556,15 @@ impl AgentHandle {
                 String::from_utf8_lossy(&payload)
             ),
         );
-        self.call(move |s, now| s.user_event(now, &name, &payload, coalesce))?
+        let r = self.call(move |s, now| s.user_event(now, &name, &payload, coalesce))?;
+        if let Err(e) = &r {
+            self.shared.logger.log(
+                Level::Warn,
+                "agent",
+                &format!("failed to send user event: {e}"),
+            );
+        }
+        r
     }
 
     /// Replaces tags (current − `delete` + `set`), persisting the tags file.
