@@ -299,6 +299,19 @@ fn tag_flags(tags: &[(&str, &str)]) -> Vec<String> {
     tags.iter().flat_map(|(k, v)| ["-tag".to_string(), format!("{k}={v}")]).collect()
 }
 
+/// The lines of `a`'s log that contain `needle`, without the timestamp,
+/// sorted.
+fn log_lines(a: &GoAgent, needle: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(&a.log).unwrap_or_default();
+    let mut v: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(|l| l.trim_start().splitn(3, ' ').nth(2).unwrap_or("").to_string())
+        .collect();
+    v.sort();
+    v
+}
+
 /// Kills a process we started indirectly (a handler's child) by PID on drop.
 struct PidGuard(Vec<PathBuf>);
 
@@ -640,13 +653,7 @@ fn queries_from_go_and_ours_collect_every_agent() {
     // The handler failures are logged alike (timestamps cut): `big` ran on
     // g1 and o1 (role=web), `fail` on g1 and o2: four times each (two
     // rounds of two queries).
-    let logged = |a: &GoAgent, needle: &str| -> Vec<String> {
-        let text = std::fs::read_to_string(&a.log).unwrap_or_default();
-        text.lines()
-            .filter(|l| l.contains(needle))
-            .map(|l| l.trim_start().splitn(3, ' ').nth(2).unwrap_or("").to_string())
-            .collect()
-    };
+    let logged = log_lines;
     let resp_fail = "Failed to respond to query";
     let exit_fail = "Error invoking script";
     assert_eq!(logged(&agents[0], resp_fail).len(), 4, "{}", logs(&refs));
@@ -927,6 +934,27 @@ fn keyring_rotation_across_go_and_ours() {
         watcher.join().unwrap()
     });
     assert!(bad.is_empty(), "members were lost during the rotation: {bad:#?}{}", logs(&refs));
+    // Every node logged the same key requests and refusals, and its
+    // keyring restore at startup (Go's and our log lines alike).
+    let key_log = |a: &GoAgent| -> Vec<String> {
+        let mut v = log_lines(a, "serf: Received ");
+        v.extend(log_lines(a, "serf: Failed to "));
+        v.extend(log_lines(a, "agent: Restored keyring").iter().map(|l| l.replace(&a.name, "N")));
+        v
+    };
+    let (gl, ol) = (key_log(&agents[0]), key_log(&agents[1]));
+    assert_eq!(gl, ol, "key log lines: Go (left) vs ours (right)");
+    assert!(ol.iter().any(|l| l.contains("Received install-key query")), "{ol:?}");
+    assert!(
+        ol.iter()
+            .any(|l| l
+                == "[ERR] serf: Failed to remove key: Removing the primary key is not allowed"),
+        "{ol:?}"
+    );
+    assert!(
+        ol.iter().any(|l| l.starts_with("[INFO] agent: Restored keyring with 1 keys from")),
+        "{ol:?}"
+    );
 
     // Restart one of ours with only its keyring file (now [K3]).
     agents[3].signal(libc::SIGKILL);
@@ -1216,6 +1244,13 @@ fn size_limits_and_misbehaving_handlers() {
         assert_eq!(a, c, "query payload {len}: Go agent (left) vs ours (right), Go CLI");
     }
     assert!(saw_error, "no query size hit the limit");
+    // The failed event sends are logged alike (o1 got each one twice).
+    let warn = "agent: failed to send user event";
+    let mut twice = log_lines(g1, warn);
+    twice.extend(log_lines(g1, warn));
+    twice.sort();
+    assert!(!twice.is_empty());
+    assert_eq!(twice, log_lines(o1, warn), "event send failures logged by Go (left) and ours");
 
     // A handler flooding stdout (50 MB), then one that hangs, then a
     // normal event; each sent once the previous one reached the handlers
@@ -1361,7 +1396,7 @@ fn sighup_reloads_event_handlers() {
     for a in &agents {
         wait_for(&format!("{} to reload", a.name), t, &refs, || {
             let log = std::fs::read_to_string(&a.log).unwrap_or_default();
-            if log.contains("Reloading configuration") {
+            if log.lines().any(|l| l == "==> Reloading configuration...") {
                 Ok(())
             } else {
                 Err("no reload logged".into())
