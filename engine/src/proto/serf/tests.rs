@@ -490,6 +490,37 @@ fn key_queries_change_the_keyring_with_go_messages() {
         ask(&mut plain, 3, "_serf_list-keys", b""),
         (false, "Keyring is empty (encryption not enabled)".into(), vec![])
     );
+    // Go's log lines for all of the above.
+    let serf_logs = |h: &mut H| -> Vec<String> {
+        std::iter::from_fn(|| h.s.poll_event())
+            .filter_map(|e| match e {
+                Event::Log(l) if l.component == "serf" && l.text.to_lowercase().contains("key") => {
+                    Some(format!("{:?} {}", l.level, l.text))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        serf_logs(&mut h),
+        [
+            "Info Received remove-key query",
+            "Error Failed to remove key: Removing the primary key is not allowed",
+            "Info Received use-key query",
+            "Error Failed to change primary key: Requested key is not in the keyring",
+            "Info Received install-key query",
+            "Error Failed to install key: key size must be 16, 24 or 32 bytes",
+            "Info Received use-key query",
+            "Info Received list-keys query",
+        ]
+    );
+    assert_eq!(
+        serf_logs(&mut plain),
+        [
+            "Error No keyring to modify (encryption not enabled)",
+            "Error Keyring is empty (encryption not enabled)",
+        ]
+    );
 }
 
 #[test]
