@@ -617,7 +617,7 @@ fn queries_from_go_and_ours_collect_every_agent() {
                         let dir = &dir;
                         let a = &agents[*idx];
                         s.spawn(move || {
-                            let mut args = vec!["query".to_string(), rpc(a), "-timeout=2s".into()];
+                            let mut args = vec!["query".to_string(), rpc(a), "-timeout=3s".into()];
                             args.extend(flags.iter().map(|f| f.to_string()));
                             args.push(qname.to_string());
                             if !payload.is_empty() {
@@ -811,11 +811,19 @@ fn keyring_rotation_across_go_and_ours() {
         (false, "o2", "127.0.93.4"),
     ];
     let kfile = |n: &str| dir.join(format!("keyring-{n}.json"));
+    // A member-failed handler, for when o2 is killed at the end.
+    let rec = recorder(&dir);
+    let failed_file = |n: &str| dir.join(format!("failed-{n}.rec"));
     let specs: Vec<Spec> = nodes
         .iter()
         .map(|(go, n, ip)| {
             std::fs::write(kfile(n), format!("[\"{K1}\"]")).unwrap();
-            Spec::new(*go, n, ip, &[format!("-keyring-file={}", kfile(n).display())])
+            let h = format!(
+                "-event-handler=member-failed={} {}",
+                rec.display(),
+                failed_file(n).display()
+            );
+            Spec::new(*go, n, ip, &[format!("-keyring-file={}", kfile(n).display()), h])
         })
         .collect();
     let mut agents = cluster(&specs, &dir);
@@ -960,6 +968,29 @@ fn keyring_rotation_across_go_and_ours() {
     agents[3].signal(libc::SIGKILL);
     agents[3].wait_exit(Duration::from_secs(5));
     assert!(!agents[3].alive(), "o2 survived SIGKILL");
+    // Go and ours report the failure alike.
+    let want = member_line("o2", "127.0.93.4", &[]);
+    for (i, n) in names.iter().enumerate().take(3) {
+        let refs: Vec<&GoAgent> = agents.iter().collect();
+        let r = wait_for(
+            &format!("member-failed of o2 on {n}"),
+            Duration::from_secs(40),
+            &refs,
+            || {
+                let rs = records(&failed_file(n));
+                match &rs[..] {
+                    [r] => Ok(r.clone()),
+                    _ => Err(format!("{rs:?}")),
+                }
+            },
+        );
+        assert_eq!(r.stdin.lines().map(norm_member_line).collect::<Vec<_>>(), [want.clone()]);
+        assert_eq!(
+            r.env_not_self().into_iter().collect::<Vec<_>>(),
+            [("SERF_EVENT".to_string(), "member-failed".to_string())]
+        );
+        assert_eq!(r.env_self(), self_env(n, &[]), "on {}", agents[i].name);
+    }
     let o2 = GoAgent::ours(
         "o2",
         "127.0.93.4",
