@@ -995,7 +995,10 @@ fn keyring_rotation_across_go_and_ours() {
                 }
             },
         );
-        assert_eq!(r.stdin.lines().map(norm_member_line).collect::<Vec<_>>(), [want.clone()]);
+        assert_eq!(
+            r.stdin.lines().map(norm_member_line).collect::<Vec<_>>(),
+            std::slice::from_ref(&want)
+        );
         assert_eq!(
             r.env_not_self().into_iter().collect::<Vec<_>>(),
             [("SERF_EVENT".to_string(), "member-failed".to_string())]
