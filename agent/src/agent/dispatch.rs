@@ -161,10 +161,14 @@ impl Dispatcher {
                     self.notify();
                 }
             }
-            Event::LeaveDone { error } => {
+            // Like Go, the snapshot records the leave when it starts, so the
+            // leave's own member events (ours included) are not recorded.
+            Event::LeaveStarted => {
                 if let Some(s) = &mut self.snapshot {
                     s.leave();
                 }
+            }
+            Event::LeaveDone { error } => {
                 if let Some(tx) = lock(&self.shared.waiters).leave.take() {
                     let _ = tx.send(error.map_or(Ok(()), Err));
                 }

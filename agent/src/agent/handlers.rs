@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use engine::proto::serf::{Member, Serf};
+use engine::proto::serf::{Member, RespondError, Serf};
 use engine::runtime::InstanceHandle;
 
 use super::log::{Level, Logger};
@@ -274,15 +274,29 @@ impl Worker {
             "agent",
             &format!("Event '{event}' script output: {}", String::from_utf8_lossy(&output)),
         );
-        if let StreamItem::Query { id, .. } = item {
+        if let StreamItem::Query { id, name, .. } = item {
             if ok && !output.is_empty() {
                 let id = *id;
                 let r = self.serf.call(move |s, now| s.respond(now, id, &output));
-                if let Ok(Err(e)) = r {
+                // Go words it through the query's own `Respond` (which
+                // prefixes every failure) and prints the event as
+                // `query: <name>`. A query we no longer hold has passed its
+                // deadline.
+                let why = match r {
+                    Ok(Err(RespondError::Failed(e))) => Some(e),
+                    Ok(Err(RespondError::NoSuchQuery)) => {
+                        Some("response is past the deadline".to_string())
+                    }
+                    _ => None,
+                };
+                if let Some(why) = why {
                     self.logger.log(
                         Level::Warn,
                         "agent",
-                        &format!("Failed to respond to query '{event}': {e}"),
+                        &format!(
+                            "Failed to respond to query 'query: {name}': failed to respond to key \
+                             query: {why}"
+                        ),
                     );
                 }
             }

@@ -113,8 +113,11 @@ pub(crate) struct Shared {
     keyring_file: Option<PathBuf>,
     tags_file: Option<PathBuf>,
     clock: Clock,
-    /// The event handlers, as shown by `stats` (`event_handlers`).
-    handler_specs: Mutex<Vec<(String, String)>>,
+    /// The event handlers, as shown by `stats` (`event_handlers`): those
+    /// of the startup configuration. Go's stats read the configuration the
+    /// agent started with, so a SIGHUP reload does not change them even
+    /// though the new handlers run.
+    handler_specs: Vec<(String, String)>,
     /// The scripts the handler runner uses (replaced on reload).
     handler_scripts: Arc<Mutex<Vec<crate::config::EventScript>>>,
 }
@@ -306,9 +309,11 @@ impl Agent {
             keyring_file: c.keyring_file.clone(),
             tags_file: c.tags_file.clone(),
             clock: runtime.clock(),
-            handler_specs: Mutex::new(
-                c.event_handlers.iter().map(|h| (h.stats_key(), h.script.clone())).collect(),
-            ),
+            handler_specs: c
+                .event_handlers
+                .iter()
+                .map(|h| (h.stats_key(), h.script.clone()))
+                .collect(),
             handler_scripts: Arc::new(Mutex::new(c.event_handlers.clone())),
         });
         let handlers = handlers::Runner::start(
@@ -322,6 +327,13 @@ impl Agent {
             .name("agent-events".into())
             .spawn(move || dispatcher.run())
             .map_err(|e| StartError::Start(format!("Error starting event loop: {e}")))?;
+        if let (Some(path), Some(_)) = (&c.keyring_file, &keyring) {
+            logger.log(
+                Level::Info,
+                "agent",
+                &format!("Restored keyring with {} keys from {}", plan.keys.len(), path.display()),
+            );
+        }
         logger.log(Level::Info, "agent", "Serf agent starting");
         Ok(Agent {
             handle: AgentHandle { shared },
@@ -544,7 +556,15 @@ impl AgentHandle {
                 String::from_utf8_lossy(&payload)
             ),
         );
-        self.call(move |s, now| s.user_event(now, &name, &payload, coalesce))?
+        let r = self.call(move |s, now| s.user_event(now, &name, &payload, coalesce))?;
+        if let Err(e) = &r {
+            self.shared.logger.log(
+                Level::Warn,
+                "agent",
+                &format!("failed to send user event: {e}"),
+            );
+        }
+        r
     }
 
     /// Replaces tags (current − `delete` + `set`), persisting the tags file.
@@ -675,7 +695,7 @@ impl AgentHandle {
         out.insert("serf".to_string(), serf);
         out.insert("tags".to_string(), tags);
         let handlers: BTreeMap<String, String> =
-            lock(&self.shared.handler_specs).iter().cloned().collect();
+            self.shared.handler_specs.iter().cloned().collect();
         out.insert("event_handlers".to_string(), handlers);
         out
     }
@@ -701,10 +721,9 @@ impl AgentHandle {
         let _ = self.shared.shutdown_tx.send(reason);
     }
 
-    /// Replaces the event handlers (SIGHUP reload).
+    /// Replaces the event handlers that run (SIGHUP reload); `stats` keeps
+    /// listing the startup ones, as Go's does.
     pub fn reload_handlers(&self, scripts: &[crate::config::EventScript]) {
-        *lock(&self.shared.handler_specs) =
-            scripts.iter().map(|h| (h.stats_key(), h.script.clone())).collect();
         *lock(&self.shared.handler_scripts) = scripts.to_vec();
     }
 

@@ -259,7 +259,7 @@ fn signal_channel() -> std::io::Result<Receiver<i32>> {
 
 /// SIGHUP: re-read the configuration; apply log level, handlers and tags.
 fn reload(handle: &AgentHandle, logger: &Logger, args: &[String], ui: &mut Ui<'_>) {
-    logger.log(Level::Info, "agent", "Reloading configuration...");
+    ui.output("==> Reloading configuration...");
     let new = match config::read_config(args) {
         Ok(l) => l.config,
         Err(ReadError::Invalid { message, .. }) => {

@@ -98,6 +98,23 @@ pub(super) fn apply(
     respond: u64,
 ) -> bool {
     let mut changed = false;
+    // Go's log lines: an error when there is no keyring, otherwise a note of
+    // the request and an error if the keyring refused it.
+    match (op, keyring.is_some()) {
+        (KeyOp::Invalid, _) => {}
+        (KeyOp::List, false) => {
+            st.log(super::Level::Error, "serf", "Keyring is empty (encryption not enabled)".into())
+        }
+        (_, false) => st.log(
+            super::Level::Error,
+            "serf",
+            "No keyring to modify (encryption not enabled)".into(),
+        ),
+        (op, true) => {
+            let what = op.query_name().trim_start_matches("_serf_");
+            st.log(super::Level::Info, "serf", format!("Received {what} query"));
+        }
+    }
     let payload = match (op, keyring) {
         (KeyOp::Invalid, _) => key_response_bytes(false, "", None, ""),
         (KeyOp::List, None) => {
@@ -136,7 +153,15 @@ pub(super) fn apply(
                     changed = true;
                     key_response_bytes(true, "", None, "")
                 }
-                Err(e) => key_response_bytes(false, &e, None, ""),
+                Err(e) => {
+                    let verb = match op {
+                        KeyOp::Install => "install key",
+                        KeyOp::Use => "change primary key",
+                        _ => "remove key",
+                    };
+                    st.log(super::Level::Error, "serf", format!("Failed to {verb}: {e}"));
+                    key_response_bytes(false, &e, None, "")
+                }
             }
         }
     };

@@ -175,6 +175,10 @@ pub enum Event {
     QueryDone { id: QueryId },
     /// A [`Serf::join`] finished: contacted nodes and per-address errors.
     JoinDone { id: CommandId, joined: usize, errors: Vec<String> },
+    /// A graceful leave began; emitted before any event the leave itself
+    /// causes (a snapshot records `leave` here and nothing after, as Go's
+    /// does).
+    LeaveStarted,
     /// The graceful leave finished (`error` if it timed out).
     LeaveDone { error: Option<String> },
     /// A force-leave broadcast finished.
@@ -568,6 +572,7 @@ impl Serf {
             State::Alive => {}
         }
         self.st.state = State::Leaving;
+        self.st.emit(Event::LeaveStarted);
         let ltime = self.st.clock.time();
         self.st.clock.increment();
         let name = self.st.name.clone();

@@ -175,6 +175,20 @@ fn graceful_leave_versus_failure() {
 }
 
 #[test]
+fn our_leave_reports_its_start_before_its_own_member_events() {
+    let mut h = H::new();
+    h.events();
+    h.s.leave(h.now).unwrap();
+    h.advance(Duration::from_secs(10));
+    let evs = h.events();
+    assert_eq!(evs.first(), Some(&Event::LeaveStarted), "{evs:?}");
+    assert_eq!(evs.iter().filter(|e| **e == Event::LeaveStarted).count(), 1);
+    assert!(evs.contains(&Event::LeaveDone { error: None }), "{evs:?}");
+    assert_eq!(h.s.leave(h.now), Ok(()), "a second leave after the first finished");
+    assert!(!h.events().contains(&Event::LeaveStarted));
+}
+
+#[test]
 fn a_leave_intent_about_us_is_refuted_with_a_join() {
     let mut h = H::new();
     h.alive("b", 2, 1, &[]);
@@ -475,6 +489,37 @@ fn key_queries_change_the_keyring_with_go_messages() {
     assert_eq!(
         ask(&mut plain, 3, "_serf_list-keys", b""),
         (false, "Keyring is empty (encryption not enabled)".into(), vec![])
+    );
+    // Go's log lines for all of the above.
+    let serf_logs = |h: &mut H| -> Vec<String> {
+        std::iter::from_fn(|| h.s.poll_event())
+            .filter_map(|e| match e {
+                Event::Log(l) if l.component == "serf" && l.text.to_lowercase().contains("key") => {
+                    Some(format!("{:?} {}", l.level, l.text))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        serf_logs(&mut h),
+        [
+            "Info Received remove-key query",
+            "Error Failed to remove key: Removing the primary key is not allowed",
+            "Info Received use-key query",
+            "Error Failed to change primary key: Requested key is not in the keyring",
+            "Info Received install-key query",
+            "Error Failed to install key: key size must be 16, 24 or 32 bytes",
+            "Info Received use-key query",
+            "Info Received list-keys query",
+        ]
+    );
+    assert_eq!(
+        serf_logs(&mut plain),
+        [
+            "Error No keyring to modify (encryption not enabled)",
+            "Error Keyring is empty (encryption not enabled)",
+        ]
     );
 }
 
