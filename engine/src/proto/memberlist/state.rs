@@ -549,14 +549,20 @@ impl Memberlist {
                 && now.saturating_since(n.state_change) > ttl
                 && n.name != me)
         });
-        if self.nodes.len() != before {
-            let nodes = &self.nodes;
-            self.index.retain(|k, _| nodes.iter().any(|n| n.name == *k));
-        }
         self.rng.shuffle(&mut self.nodes);
-        for (i, n) in self.nodes.iter().enumerate() {
-            if let Some(slot) = self.index.get_mut(&*n.name) {
-                *slot = i as u32;
+        if self.nodes.len() != before {
+            // Rebuild instead of searching `nodes` for every key (O(N) rather
+            // than O(N²)); the map keeps its capacity and the keys are the
+            // nodes' own `Arc`s, so nothing is allocated.
+            self.index.clear();
+            for (i, n) in self.nodes.iter().enumerate() {
+                self.index.insert(n.name.clone(), i as u32);
+            }
+        } else {
+            for (i, n) in self.nodes.iter().enumerate() {
+                if let Some(slot) = self.index.get_mut(&*n.name) {
+                    *slot = i as u32;
+                }
             }
         }
     }

@@ -740,6 +740,16 @@ fn dead_nodes_are_reaped_after_gossip_to_the_dead_time_left_nodes_are_not() {
     assert!(h.ml.node("b").is_none(), "dead nodes are reaped");
     assert!(h.ml.node("c").is_some(), "left nodes are kept");
     assert_eq!(h.ml.num_nodes(), 2);
+    // The name index was rebuilt: every remaining node is found at its own
+    // position, and a new node lands in a consistent table.
+    let names: Vec<String> = h.ml.nodes().iter().map(|n| n.name.to_string()).collect();
+    for name in &names {
+        assert_eq!(h.ml.node(name).map(|n| n.name.to_string()).as_deref(), Some(name.as_str()));
+    }
+    h.feed(&|w| alive("d", &ip4(D), 1, b"").encode(w).unwrap());
+    for name in names.iter().map(String::as_str).chain(["d"]) {
+        assert_eq!(h.ml.node(name).map(|n| n.name.to_string()).as_deref(), Some(name));
+    }
 }
 
 #[test]
