@@ -104,7 +104,14 @@ pub fn run(args: &Args, report: &mut Report) -> Result<(), String> {
     let ready_limit = Duration::from_secs(30);
     for i in 0..args.nodes {
         let addr = cluster.agents.list[i].rpc_addr();
-        let h = observe::start(i, &addr, tx.clone(), stop.clone(), ready_limit)
+        // Wait for the RPC listener, failing fast if the agent exits (e.g.
+        // its address is taken by another run).
+        let until = Instant::now() + ready_limit;
+        while std::net::TcpStream::connect(&addr).is_err() && Instant::now() < until {
+            cluster.agents.check_running()?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let h = observe::start(i, &addr, tx.clone(), stop.clone(), Duration::from_secs(1))
             .map_err(|e| format!("{e} (log: {})", cluster.agents.list[i].log.display()))?;
         cluster.observers.push(h);
     }
