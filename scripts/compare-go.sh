@@ -12,7 +12,7 @@
 # Long runs publish figures: take the shared lock around the whole script,
 #   cargo build --release -p agent -p loadgen && flock /work/measure.lock scripts/compare-go.sh
 # Env: CARGO_TARGET_DIR (default target), GO_SERF (default /usr/bin/serf),
-#      SIZES / IDLE_SECS / TIMEOUT_SECS to override.
+#      SIZES / IDLE_SECS / TIMEOUT_SECS / BASE_IP to override.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,13 +39,15 @@ case $MODE in
   scale) IDLE=${IDLE_SECS:-30}; OUT=results/compare-go; SCEN=join,fail,idle ;;
 esac
 TIMEOUT=${TIMEOUT_SECS:-180}
+# Not loadgen's default 127.1.0.1: in-process loadgen runs use that range.
+BASE_IP=${BASE_IP:-127.3.0.1}
 mkdir -p "$OUT"
 
 run() { # impl bin nodes name
   local impl=$1 bin=$2 n=$3 name=$4 rc=0
   echo "== $name ($bin, N=$n)" >&2
   "$LOADGEN" --mode process --agent-bin "$bin" --nodes "$n" --scenario "$SCEN" \
-    --idle-secs "$IDLE" --timeout-secs "$TIMEOUT" --out "$OUT" --name "$name" --quiet \
+    --idle-secs "$IDLE" --timeout-secs "$TIMEOUT" --base-ip "$BASE_IP" --out "$OUT" --name "$name" --quiet \
     > "$OUT/$name.txt" 2>&1 || rc=$?
   # 3 = ran, some check failed (kept: that is a result); anything else is an error.
   if [[ $rc -ne 0 && $rc -ne 3 ]]; then

@@ -211,8 +211,10 @@ impl Agents {
         for a in &mut self.list {
             if let Some(c) = a.child.as_mut() {
                 if let Ok(Some(st)) = c.try_wait() {
+                    let log = std::fs::read_to_string(&a.log).unwrap_or_default();
+                    let last = log.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
                     return Err(format!(
-                        "agent {} exited unexpectedly ({st}); log: {}",
+                        "agent {} exited unexpectedly ({st}): {last} (log: {})",
                         a.name,
                         a.log.display()
                     ));
