@@ -140,8 +140,8 @@ pub fn run(args: &Args, report: &mut Report) -> Result<(), String> {
         }
     }
     drop(cluster);
-    // Logs are kept only when something failed.
-    if report.passed() {
+    // Logs are kept only when something failed (or LOADGEN_KEEP_LOGS is set).
+    if report.passed() && std::env::var_os("LOADGEN_KEEP_LOGS").is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())

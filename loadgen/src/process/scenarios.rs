@@ -126,6 +126,24 @@ pub fn join(c: &mut Cluster, args: &Args, report: &mut Report) -> Result<(), Str
         }
     }
     let elapsed = start.elapsed();
+    // The last agent to get the full view, for the report.
+    let slowest = (0..n)
+        .max_by(|&a, &b| {
+            let key = |i: usize| full[i].unwrap_or(f64::INFINITY);
+            key(a).total_cmp(&key(b))
+        })
+        .map(|i| {
+            let missing: Vec<String> = live
+                .iter()
+                .filter(|&&j| c.obs.views.get(i, j) != observe::Seen::Alive)
+                .map(|&j| node_name(j))
+                .collect();
+            match full[i] {
+                Some(t) => format!("last: {} at {:.2} s", node_name(i), t / 1000.0),
+                None => format!("last: {} still missing {missing:?}", node_name(i)),
+            }
+        })
+        .unwrap_or_default();
     let mut ok = 0;
     let mut rpc_ms = Vec::new();
     let mut first_err = String::new();
@@ -161,7 +179,7 @@ pub fn join(c: &mut Cluster, args: &Args, report: &mut Report) -> Result<(), Str
     p.check(
         "converged",
         complete == n,
-        format!("{complete}/{n} agents saw all {n} alive within {:.1} s", secs(elapsed)),
+        format!("{complete}/{n} agents saw all {n} alive within {:.1} s; {slowest}", secs(elapsed)),
     );
     p.check("join RPCs succeeded", ok == n - 1, format!("{ok}/{} {first_err}", n - 1));
     p.check(
