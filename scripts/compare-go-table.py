@@ -93,6 +93,8 @@ def main():
             md.append(f"| {label} | {unit} | {fmt(a)} | {fmt(b)} | {fmt(ratio)} |")
         for impl in ("ours", "go"):
             for f in entry["failed_checks"][impl]:
+                f = " ".join(f.split())
+                f = f if len(f) <= 240 else f[:240] + " …"
                 md.append(f"\n*{impl} N={n} failed check — {f}*")
         summary["sizes"].append(entry)
     if meta:

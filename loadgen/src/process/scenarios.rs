@@ -140,7 +140,12 @@ pub fn join(c: &mut Cluster, args: &Args, report: &mut Report) -> Result<(), Str
                 .collect();
             match full[i] {
                 Some(t) => format!("last: {} at {:.2} s", node_name(i), t / 1000.0),
-                None => format!("last: {} still missing {missing:?}", node_name(i)),
+                None => format!(
+                    "last: {} still missing {} (first: {:?})",
+                    node_name(i),
+                    missing.len(),
+                    &missing[..missing.len().min(5)]
+                ),
             }
         })
         .unwrap_or_default();
@@ -446,7 +451,9 @@ pub fn event(c: &mut Cluster, _args: &Args, report: &mut Report) -> Result<(), S
         let start = Instant::now();
         cl.user_event(&name, Some(vec![0x5a; 16]), false).map_err(|e| format!("event: {e}"))?;
         let mut got: HashSet<usize> = HashSet::new();
-        let deadline = start + c.timeout;
+        // Dissemination takes seconds; a cluster that never converged would
+        // otherwise hold each event for the whole --timeout-secs.
+        let deadline = start + c.timeout.min(Duration::from_secs(60));
         while got.len() < live.len() {
             let Some(o) = c.obs.next(deadline) else { break };
             if o.kind == Kind::User(name.clone()) && got.insert(o.observer) {
