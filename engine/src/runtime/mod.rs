@@ -70,8 +70,9 @@ pub struct RuntimeConfig {
     /// Deadline of an inbound stream, from accept to the last reply byte
     /// (Go's `TCPTimeout`, 10 s).
     pub inbound_timeout: Duration,
-    /// Inbound streams one instance serves at once; connections beyond it
-    /// are closed as soon as they are accepted (Go's `maxPushPullRequests`).
+    /// Inbound streams one instance serves at once (Go's
+    /// `maxPushPullRequests`); connections beyond it wait in the kernel's
+    /// listen backlog until a stream closes.
     pub max_inbound_streams: usize,
     /// Datagrams (and accepts) read from one socket per wake-up before the
     /// worker turns to its other sockets; the rest is read on the next pass.
@@ -142,8 +143,9 @@ pub struct WorkerStats {
     pub streams_in: u64,
     /// Outbound streams reported failed, inbound streams aborted.
     pub stream_errors: u64,
-    /// Inbound connections closed at once (instance at its stream limit).
-    pub inbound_refused: u64,
+    /// Times an instance stopped accepting at its stream limit, leaving
+    /// further connections in the listen backlog until a stream closed.
+    pub inbound_deferred: u64,
     /// Commands run.
     pub commands: u64,
     /// Timer entries fired (instance deadlines and connection deadlines).
@@ -185,7 +187,7 @@ shared_stats!(
     streams_out,
     streams_in,
     stream_errors,
-    inbound_refused,
+    inbound_deferred,
     commands,
     timers_fired,
     timer_lag_max_us,
@@ -452,7 +454,7 @@ where
                 streams_out,
                 streams_in,
                 stream_errors,
-                inbound_refused,
+                inbound_deferred,
                 commands,
                 timers_fired,
                 timer_lag_over_10ms,

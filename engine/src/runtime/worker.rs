@@ -148,6 +148,9 @@ struct Instance<E: Endpoint> {
     /// In the ready list (socket left readable / listener left pending).
     udp_queued: bool,
     accept_queued: bool,
+    /// Accepting paused at the stream limit: connections wait in the kernel
+    /// backlog and accepting resumes when an inbound stream closes.
+    accept_deferred: bool,
 }
 
 /// What a wheel entry is for.
@@ -381,6 +384,7 @@ impl<E: Endpoint> State<E> {
             inbound: 0,
             udp_queued: false,
             accept_queued: false,
+            accept_deferred: false,
         });
         debug_assert_eq!(inserted, key);
         // Room for both sockets of every instance in the ready list.
@@ -628,13 +632,18 @@ impl<E: Endpoint> State<E> {
     fn accept(&mut self, key: Key, now: Instant) -> bool {
         for _ in 0..self.config.recv_batch.max(1) {
             let Some(inst) = self.instances.get_mut(key) else { return false };
+            if inst.inbound >= self.config.max_inbound_streams {
+                // Leave further connections in the listen backlog rather
+                // than accept and close them (a join burst beyond the limit
+                // would fail); `close_conn` resumes accepting.
+                if !inst.accept_deferred {
+                    inst.accept_deferred = true;
+                    self.stats.inbound_deferred += 1;
+                }
+                return false;
+            }
             match inst.listener.accept() {
                 Ok((stream, remote)) => {
-                    if inst.inbound >= self.config.max_inbound_streams {
-                        self.stats.inbound_refused += 1;
-                        drop(stream);
-                        continue;
-                    }
                     inst.inbound += 1;
                     self.stats.streams_in += 1;
                     let buf = self.read_buffer();
@@ -797,6 +806,14 @@ impl<E: Endpoint> State<E> {
         if matches!(c.dir, Dir::In) {
             if let Some(inst) = self.instances.get_mut(c.owner) {
                 inst.inbound = inst.inbound.saturating_sub(1);
+                if inst.accept_deferred {
+                    // The listener is edge-triggered: no new readiness comes
+                    // for connections already waiting, so queue it here.
+                    inst.accept_deferred = false;
+                    if !inst.accept_queued {
+                        self.queue(Ready::Accept(c.owner));
+                    }
+                }
             }
         }
         self.recycle(core::mem::take(&mut c.buf));
