@@ -113,6 +113,8 @@ fn clock_ticks() -> f64 {
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
+/// Join attempts per node before it gives up.
+const JOIN_ATTEMPTS: u32 = 20;
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -268,12 +270,54 @@ impl<'a, C: Cluster> Runner<'a, C> {
         let last_join = self.c.now();
         let mut series = Vec::new();
         let limit = self.limit();
-        let agreed = self.wait_until(
-            limit,
-            |o, live| o.full_nodes == live.len() && o.agreed(live),
-            |o, _| format!("join: {}/{} nodes have seen every other node", o.full_nodes, n),
-            |t, o, live| series.push((t, o.agreeing(live) as f64 / n as f64)),
-        );
+        // A join the seed refused (it serves at most 128 push-pulls at once,
+        // as Go's memberlist does) is retried after 1-2 s, as an agent's
+        // retry_join would, at most JOIN_ATTEMPTS times.
+        let mut attempts = vec![1u32; n];
+        let mut retry_at: Vec<(Instant, usize)> = Vec::new();
+        let (mut scanned, mut retries, mut gave_up) = (0, 0u64, 0u64);
+        let agreed = loop {
+            let el = self.c.now().saturating_since(last_join);
+            series.push((el.as_secs_f64(), self.obs.agreeing(&self.live) as f64 / n as f64));
+            if self.obs.full_nodes == n && self.obs.agreed(&self.live) {
+                break Some(el);
+            }
+            if el >= limit {
+                break None;
+            }
+            self.advance();
+            for &(o, contacted, _) in &self.obs.joins_done[scanned..] {
+                let o = o as usize;
+                if contacted == 0 && o != 0 {
+                    if attempts[o] < JOIN_ATTEMPTS {
+                        let wait = Duration::from_millis(1000 + self.rng.below(1000));
+                        retry_at.push((self.c.now() + wait, o));
+                    } else {
+                        gave_up += 1;
+                    }
+                }
+            }
+            scanned = self.obs.joins_done.len();
+            let now = self.c.now();
+            let mut k = 0;
+            while k < retry_at.len() {
+                if retry_at[k].0 <= now {
+                    let (_, o) = retry_at.swap_remove(k);
+                    attempts[o] += 1;
+                    retries += 1;
+                    self.c.join(o, 0);
+                } else {
+                    k += 1;
+                }
+            }
+            self.bar.set_message(format!(
+                "join: {}/{} nodes have seen every other node, {} retries",
+                self.obs.full_nodes, n, retries
+            ));
+            self.bar.tick();
+        };
+        p.scalar("join retries (seed refused the push-pull)", retries as f64, "joins");
+        p.scalar("nodes that gave up joining", gave_up as f64, "nodes");
         // Per-agent time to full view, from its own join (node 0: from t0).
         let samples: Vec<f64> =
             (0..n).filter_map(|i| self.obs.full_at[i].map(|a| since_ms(a, issued[i]))).collect();
