@@ -540,14 +540,30 @@ impl<'a, C: Cluster> Runner<'a, C> {
         let (tr1, c1) = (self.c.traffic(), process_cost());
         let wall = wall_since(w0).max(1e-3);
         self.costs(p, secs, wall, (tr0, tr1), (c0, c1));
-        let suspicions = self.obs.suspects.len() - s0;
+        // Suspicions of live nodes are false; of removed nodes (a victim
+        // of an earlier phase), merely late.
+        let sus = &self.obs.suspects[s0..];
+        let suspicions = sus.iter().filter(|s| self.live[s.1 as usize]).count();
+        p.scalar("suspicions of removed nodes", (sus.len() - suspicions) as f64, "events");
         let deaths = self.obs.downs[d0..].iter().filter(|d| self.live[d.1 as usize]).count();
         p.scalar("window", secs, "s");
         p.scalar("false suspicions", suspicions as f64, "events");
         p.scalar("false deaths (live node seen failed/left)", deaths as f64, "events");
         let node_hours = live_n as f64 * secs / 3600.0;
         p.scalar("false suspicions per node-hour", suspicions as f64 / node_hours, "1/node-h");
-        p.check("idle: 0 false suspicions", suspicions == 0, format!("{suspicions}"));
+        let which: Vec<String> = self.obs.suspects[s0..]
+            .iter()
+            .filter(|s| self.live[s.1 as usize])
+            .take(5)
+            .map(|&(o, s, at)| {
+                format!("n{o} suspected n{s} at +{:.1} s", since_ms(at, t0) / 1000.0)
+            })
+            .collect();
+        p.check(
+            "idle: 0 false suspicions",
+            suspicions == 0,
+            format!("{suspicions} {}", which.join("; ")),
+        );
         p.check("idle: 0 false deaths", deaths == 0, format!("{deaths}"));
         let agreed = self.obs.agreed(&self.live);
         p.check("views agree at the end", agreed, format!("{}", self.obs.agreeing(&self.live)));
