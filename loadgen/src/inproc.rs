@@ -288,3 +288,23 @@ pub fn run(args: &Args, report: &mut Report) -> Result<(), String> {
     h.scalar("total CPU time", end.cpu_s, "s");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_skip_host_bytes_0_and_255() {
+        let a = addresses(Ipv4Addr::new(127, 1, 0, 253), 4).unwrap();
+        let ips: Vec<String> = a.iter().map(|s| s.ip().to_string()).collect();
+        assert_eq!(ips, ["127.1.0.253", "127.1.0.254", "127.1.1.1", "127.1.1.2"]);
+        assert!(a.iter().all(|s| s.port() == PORT));
+        assert!(addresses(Ipv4Addr::new(127, 255, 255, 250), 10).is_err());
+    }
+
+    #[test]
+    fn profiles() {
+        assert!(profile("lan").is_ok() && profile("wan").is_ok() && profile("local").is_ok());
+        assert!(profile("moon").is_err());
+    }
+}

@@ -128,3 +128,59 @@ impl Observer {
             .count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(o: u32, s: u32, kind: Kind, ms: u64) -> Obs {
+        Obs { observer: o, subject: s, kind, at: Instant::from_millis(ms) }
+    }
+
+    #[test]
+    fn full_view_and_agreement_follow_member_records() {
+        let mut ob = Observer::new(3);
+        ob.full_target = Some(2);
+        ob.feed(rec(0, 1, Kind::Alive, 10));
+        ob.feed(rec(0, 1, Kind::Alive, 11)); // a repeat changes nothing
+        ob.feed(rec(0, 2, Kind::Alive, 20));
+        ob.feed(rec(1, 0, Kind::Alive, 5));
+        ob.feed(rec(1, 2, Kind::Alive, 30));
+        assert_eq!(ob.full_at[0], Some(Instant::from_millis(20)));
+        assert_eq!(ob.full_at[1], Some(Instant::from_millis(30)));
+        assert_eq!(ob.full_nodes, 2);
+        let all = [true, true, true];
+        assert!(!ob.agreed(&all), "node 2 has seen nobody");
+        ob.feed(rec(2, 0, Kind::Alive, 40));
+        ob.feed(rec(2, 1, Kind::Alive, 40));
+        assert!(ob.agreed(&all));
+        assert_eq!(ob.agreeing(&all), 3);
+
+        // Node 2 dies: agreement needs every survivor to drop it.
+        let live = [true, true, false];
+        assert!(!ob.agreed(&live));
+        ob.feed(rec(0, 2, Kind::Failed, 50));
+        assert_eq!(ob.agreeing(&live), 1);
+        ob.feed(rec(1, 2, Kind::Left, 60));
+        assert!(ob.agreed(&live));
+        assert_eq!(ob.downs.len(), 2);
+        // full_at is the first time only.
+        assert_eq!(ob.full_at[0], Some(Instant::from_millis(20)));
+    }
+
+    #[test]
+    fn other_records_are_kept_for_the_phases() {
+        let mut ob = Observer::new(2);
+        ob.feed(rec(1, 7, Kind::User, 3));
+        ob.feed(rec(0, 1, Kind::Suspect, 4));
+        ob.feed(rec(0, 1, Kind::QueryAck, 5));
+        ob.feed(rec(1, 1, Kind::JoinDone, 6));
+        ob.feed(rec(5, 9, Kind::Alive, 7)); // out of range: ignored
+        assert_eq!(ob.user, vec![(7, 1, Instant::from_millis(3))]);
+        assert_eq!(ob.suspects.len(), 1);
+        assert_eq!(ob.query.len(), 1);
+        assert_eq!(ob.joins_done, vec![(1, 1, Instant::from_millis(6))]);
+        assert_eq!(ob.records, 5);
+        assert_eq!(ob.alive_count, vec![0, 0]);
+    }
+}
