@@ -234,6 +234,14 @@ impl Cluster for Inproc {
     fn drops(&self) -> u64 {
         self.rt.total_stats().event_drops
     }
+
+    fn engine_event_drops(&mut self) -> u64 {
+        self.handles
+            .iter()
+            .flatten()
+            .filter_map(|h| h.call(|n, _| n.serf.stats().events_dropped).ok())
+            .sum()
+    }
 }
 
 /// Runs the scenarios of `args` and records them into `report`.

@@ -70,6 +70,9 @@ pub trait Cluster {
     fn worker_lag(&self) -> Option<(u64, u64)>;
     /// Observation records dropped on the way (full queues).
     fn drops(&self) -> u64;
+    /// Events the Serf instances themselves dropped (their bounded event
+    /// queues), summed over the nodes that are up.
+    fn engine_event_drops(&mut self) -> u64;
 }
 
 /// This process's CPU time and memory, from /proc.
@@ -221,6 +224,12 @@ impl<'a, C: Cluster> Runner<'a, C> {
             }
             let dropped = self.c.drops() - drops_before;
             phase.scalar("observation records dropped", dropped as f64, "records");
+            let engine_drops = self.c.engine_event_drops();
+            phase.scalar(
+                "Serf events dropped by nodes up (whole run)",
+                engine_drops as f64,
+                "events",
+            );
             phase.scalar("wall time", wall_since(wall), "s");
             report.phases.push(phase);
             if s == Scenario::Join && !self.joined {

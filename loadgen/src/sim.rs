@@ -141,6 +141,13 @@ impl Cluster for SimCluster {
     fn drops(&self) -> u64 {
         0
     }
+
+    fn engine_event_drops(&mut self) -> u64 {
+        (0..self.sim.len())
+            .filter(|&i| self.sim.node(i).is_up())
+            .map(|i| self.sim.node(i).endpoint.serf.stats().events_dropped)
+            .sum()
+    }
 }
 
 /// Runs the scenarios of `args` and records them into `report`.
