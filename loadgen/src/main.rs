@@ -7,8 +7,12 @@
 
 mod args;
 mod inproc;
+mod node;
+mod observe;
+mod plot;
 mod process;
 mod report;
+mod scenarios;
 mod sim;
 
 use clap::Parser;

@@ -106,6 +106,10 @@ pub struct Meta {
     pub cores: usize,
     pub agent_bin: Option<String>,
     pub config: Vec<(String, String)>,
+    /// The exact command line.
+    pub command: String,
+    /// When the run started, UTC (RFC 3339).
+    pub date_utc: String,
 }
 
 /// The whole run.
@@ -127,6 +131,8 @@ impl Report {
                 cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
                 agent_bin: args.agent_bin.as_ref().map(|p| p.display().to_string()),
                 config: Vec::new(),
+                command: command_line(),
+                date_utc: date_utc(),
             },
             phases: Vec::new(),
         }
@@ -159,8 +165,62 @@ impl Report {
                 .unwrap_or_else(|| format!("loadgen-{}-{}", self.meta.mode, self.meta.nodes));
             let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
             std::fs::write(dir.join(format!("{stem}.json")), json + "\n")?;
+            let plots = crate::plot::write_all(self, dir, &stem)?;
+            std::fs::write(dir.join(format!("{stem}.md")), self.markdown(&stem, &plots))?;
         }
         Ok(())
+    }
+
+    /// A markdown summary of the run; `plots` are file names next to it.
+    pub fn markdown(&self, stem: &str, plots: &[String]) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let m = &self.meta;
+        let _ = writeln!(s, "# loadgen: {} mode, {} nodes\n", m.mode, m.nodes);
+        let verdict = if self.passed() { "all checks passed" } else { "SOME CHECKS FAILED" };
+        let _ = writeln!(s, "Result: **{verdict}**. Machine-readable: `{stem}.json`.\n");
+        let _ = writeln!(s, "- command: `{}`", m.command);
+        let _ = writeln!(s, "- date (UTC): {}", m.date_utc);
+        let _ = writeln!(s, "- git revision: {}", m.git_rev);
+        let _ = writeln!(s, "- machine: {} ({} cores)", m.machine, m.cores);
+        let _ = writeln!(s, "- scenarios: {}", m.scenarios.join(", "));
+        for (k, v) in &m.config {
+            let _ = writeln!(s, "- {k}: {v}");
+        }
+        for p in &self.phases {
+            let _ = writeln!(s, "\n## {}\n", p.scenario);
+            if !p.hists.is_empty() {
+                let _ = writeln!(s, "| distribution | n | p50 | p99 | p99.9 | max | unit |");
+                let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+                for h in &p.hists {
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+                        h.name, h.count, h.p50, h.p99, h.p999, h.max, h.unit
+                    );
+                }
+                let _ = writeln!(s);
+            }
+            if !p.scalars.is_empty() {
+                let _ = writeln!(s, "| figure | value | unit |");
+                let _ = writeln!(s, "|---|---|---|");
+                for c in &p.scalars {
+                    let _ = writeln!(s, "| {} | {} | {} |", c.name, fmt_value(c.value), c.unit);
+                }
+                let _ = writeln!(s);
+            }
+            for c in &p.checks {
+                let verdict = if c.pass { "PASS" } else { "FAIL" };
+                let _ = writeln!(s, "- **{verdict}** {}: {}", c.name, c.detail);
+            }
+        }
+        if !plots.is_empty() {
+            let _ = writeln!(s, "\n## Plots\n");
+            for f in plots {
+                let _ = writeln!(s, "![{f}]({f})\n");
+            }
+        }
+        s
     }
 
     /// The human table.
@@ -178,12 +238,12 @@ impl Report {
             for h in &p.hists {
                 let _ = writeln!(
                     s,
-                    "  {:<36} n={:<6} p50={:>10.1} p99={:>10.1} p99.9={:>10.1} max={:>10.1} {}",
+                    "  {:<48} n={:<6} p50={:>10.1} p99={:>10.1} p99.9={:>10.1} max={:>10.1} {}",
                     h.name, h.count, h.p50, h.p99, h.p999, h.max, h.unit
                 );
             }
             for c in &p.scalars {
-                let _ = writeln!(s, "  {:<36} {:>12.3} {}", c.name, c.value, c.unit);
+                let _ = writeln!(s, "  {:<48} {:>12.3} {}", c.name, c.value, c.unit);
             }
             for c in &p.checks {
                 let verdict = if c.pass { "PASS" } else { "FAIL" };
@@ -194,14 +254,81 @@ impl Report {
     }
 }
 
+/// A figure with as many decimals as it needs.
+fn fmt_value(v: f64) -> String {
+    if v == v.trunc() && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else if v.abs() >= 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// The command line, shell-quoted where needed.
+fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$\\".contains(c)) {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Now, UTC, as `YYYY-MM-DDTHH:MM:SSZ`.
+// A report's timestamp; the engine never reads this clock.
+#[allow(clippy::disallowed_methods)]
+fn date_utc() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// `HEAD`'s short hash, with `-dirty` if the sources differ from it.
 fn git_rev() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let Some(rev) = git(&["rev-parse", "--short", "HEAD"]) else {
+        return "unknown".into();
+    };
+    let dirty = git(&[
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        "engine",
+        "agent",
+        "loadgen",
+        "Cargo.lock",
+    ])
+    .is_some_and(|s| !s.is_empty());
+    if dirty {
+        format!("{rev}-dirty")
+    } else {
+        rev
+    }
 }
 
 fn machine() -> String {
