@@ -355,9 +355,17 @@ pub(crate) struct SerfState {
     last_now: Instant,
 }
 
-/// Largest number of events held for [`Serf::poll_event`] (Go's agent
-/// buffers 64 and blocks; we drop and count rather than stall the engine).
+/// Events held for [`Serf::poll_event`] before new ones are dropped and
+/// counted (Go's agent buffers 64 and blocks; we never stall the engine):
+/// at least this many, and [`EVENTS_PER_MEMBER`] per known member, because
+/// one input can legitimately produce that much — a push-pull merge announces
+/// every member it brings (a log line and a member event each), and the
+/// join's own completion comes after them. The bound still holds memory to
+/// the cluster's size when the consumer stops polling.
 const MAX_EVENTS: usize = 4096;
+
+/// Room per known member in the event queue (see [`MAX_EVENTS`]).
+const EVENTS_PER_MEMBER: usize = 4;
 
 /// Encodes tags as node meta for `protocol_version` (`serf.md` §3).
 pub fn encode_tags(tags: &Tags, protocol_version: u8) -> Vec<u8> {
@@ -1036,7 +1044,8 @@ impl SerfState {
     }
 
     fn emit(&mut self, e: Event) {
-        if self.events.len() >= MAX_EVENTS {
+        let cap = MAX_EVENTS.max(self.members.len().saturating_mul(EVENTS_PER_MEMBER));
+        if self.events.len() >= cap {
             self.stats.events_dropped = self.stats.events_dropped.saturating_add(1);
             return;
         }

@@ -649,3 +649,36 @@ fn reaper_erases_failed_members_after_the_reconnect_timeout() {
         .count();
     assert_eq!(reaps, 2);
 }
+
+#[test]
+fn a_burst_of_joins_larger_than_the_event_floor_loses_no_member_event() {
+    // 3000 members announced before the consumer polls (as one push-pull
+    // merge of a 3000-node cluster does): two events each, past the fixed
+    // floor of 4096 that used to drop the excess and the join's completion.
+    let mut h = H::new();
+    h.events(); // our own join
+    let meta = encode_tags(&Tags::new(), 5);
+    let mut buf = vec![0u8; 256];
+    for i in 0..3000u16 {
+        let name = format!("n{i:04}");
+        let [hi, lo] = i.to_be_bytes();
+        let ip = [127, 1, hi, lo];
+        let m = Alive {
+            incarnation: 1,
+            node: &name,
+            addr: Some(&ip),
+            port: 7946,
+            meta: Some(&meta),
+            vsn: Some(&DEFAULT_VSN),
+        };
+        let n = m.encode_to(&mut buf).unwrap();
+        h.s.handle_datagram(h.now, addr("127.0.0.9:7946"), &mut buf[..n], &mut h.scratch);
+    }
+    let joins = h
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::Member { kind: MemberEventKind::Join, .. }))
+        .count();
+    assert_eq!(joins, 3000);
+    assert_eq!(h.s.stats().events_dropped, 0);
+}
