@@ -22,6 +22,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
 use crate::args::{Args, Scenario};
 use crate::report::Report;
 
@@ -39,20 +41,28 @@ pub struct Cluster {
     pub timeout: Duration,
     pub seed: u64,
     pub quiet: bool,
+    /// Spinner on a terminal; plain lines otherwise (CI logs keep them).
+    bar: ProgressBar,
     stop: Arc<AtomicBool>,
     observers: Vec<JoinHandle<()>>,
 }
 
 impl Cluster {
     pub fn progress(&self, msg: &str) {
-        if !self.quiet {
+        if self.quiet {
+            return;
+        }
+        if self.bar.is_hidden() {
             eprintln!("loadgen[process]: {msg}");
+        } else {
+            self.bar.set_message(msg.to_string());
         }
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        self.bar.finish_and_clear();
         self.stop.store(true, Ordering::Relaxed);
         // Observers end within their 100 ms poll once stop is set.
         for h in self.observers.drain(..) {
@@ -96,6 +106,7 @@ pub fn run(args: &Args, report: &mut Report) -> Result<(), String> {
         timeout: Duration::from_secs(args.timeout_secs),
         seed: args.seed,
         quiet: args.quiet,
+        bar: progress_bar(args.quiet),
         stop: stop.clone(),
         observers: Vec::with_capacity(args.nodes),
         agents,
@@ -145,4 +156,21 @@ pub fn run(args: &Args, report: &mut Report) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
+}
+
+/// A spinner with the latest progress message, drawn only when stderr is a
+/// terminal (indicatif hides it otherwise, and `progress` prints lines).
+fn progress_bar(quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    b.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    if !b.is_hidden() {
+        b.enable_steady_tick(Duration::from_millis(200));
+    }
+    b
 }
