@@ -105,7 +105,8 @@ pub fn process_cost() -> Cost {
     c
 }
 
-fn clock_ticks() -> f64 {
+/// Kernel clock ticks per second (the unit of `/proc/*/stat` CPU times).
+pub(crate) fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if t > 0 {

@@ -123,7 +123,7 @@ impl Agent {
         let f: Vec<&str> = rest.split_whitespace().collect();
         let utime: u64 = f.get(11)?.parse().ok()?;
         let stime: u64 = f.get(12)?.parse().ok()?;
-        Some((utime + stime) as f64 / clock_ticks())
+        Some((utime + stime) as f64 / crate::scenarios::clock_ticks())
     }
 
     /// Resident set size in bytes, from `/proc/PID/status` (`VmRSS`).
@@ -132,16 +132,6 @@ impl Agent {
         let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
         let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib * 1024)
-    }
-}
-
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
     }
 }
 

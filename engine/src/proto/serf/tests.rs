@@ -53,9 +53,12 @@ impl H {
     }
     /// A memberlist alive for `name` at 127.0.0.`i`.
     fn alive(&mut self, name: &str, i: u8, inc: u32, tags: &[(&str, &str)]) {
+        self.alive_at(name, [127, 0, 0, i], inc, tags);
+    }
+    /// A memberlist alive for `name` at `ip`.
+    fn alive_at(&mut self, name: &str, ip: [u8; 4], inc: u32, tags: &[(&str, &str)]) {
         let tags: Tags = tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let meta = encode_tags(&tags, 5);
-        let ip = [127, 0, 0, i];
         let m = Alive {
             incarnation: inc,
             node: name,
@@ -657,22 +660,9 @@ fn a_burst_of_joins_larger_than_the_event_floor_loses_no_member_event() {
     // floor of 4096 that used to drop the excess and the join's completion.
     let mut h = H::new();
     h.events(); // our own join
-    let meta = encode_tags(&Tags::new(), 5);
-    let mut buf = vec![0u8; 256];
     for i in 0..3000u16 {
-        let name = format!("n{i:04}");
         let [hi, lo] = i.to_be_bytes();
-        let ip = [127, 1, hi, lo];
-        let m = Alive {
-            incarnation: 1,
-            node: &name,
-            addr: Some(&ip),
-            port: 7946,
-            meta: Some(&meta),
-            vsn: Some(&DEFAULT_VSN),
-        };
-        let n = m.encode_to(&mut buf).unwrap();
-        h.s.handle_datagram(h.now, addr("127.0.0.9:7946"), &mut buf[..n], &mut h.scratch);
+        h.alive_at(&format!("n{i:04}"), [127, 1, hi, lo], 1, &[]);
     }
     let joins = h
         .events()
