@@ -33,6 +33,7 @@
 //! user state, ack payloads and membership notifications.
 
 mod config;
+mod name_key;
 mod probe;
 mod state;
 mod streams;
@@ -355,7 +356,7 @@ pub struct Memberlist {
     /// The node table in probe order (shuffled).
     nodes: Vec<Node>,
     /// Name → index into `nodes`.
-    index: ahash::AHashMap<Arc<str>, u32>,
+    index: ahash::AHashMap<name_key::NameKey, u32>,
     probe_index: usize,
     /// Our own incarnation counter (only we raise it).
     incarnation: u32,
@@ -466,7 +467,7 @@ impl Memberlist {
 
     /// A node by name.
     pub fn node(&self, name: &str) -> Option<&Node> {
-        let i = *self.index.get(name)?;
+        let i = *self.index.get(name.as_bytes())?;
         self.nodes.get(i as usize)
     }
 

@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::name_key::NameKey;
 use super::{Delegate, LogEvent, Memberlist, Node, Suspicion, Timer};
 use crate::proto::broadcast::NotifyId;
 use crate::time::Instant;
@@ -97,13 +98,13 @@ fn encode_alive(a: &AliveArgs<'_>, w: &mut Writer<'_>) -> crate::wire::Result<()
 
 impl Memberlist {
     pub(super) fn index_of(&self, name: &str) -> Option<usize> {
-        self.index.get(name).map(|&i| i as usize)
+        self.index.get(name.as_bytes()).map(|&i| i as usize)
     }
 
     /// Shared handle to a known node's name (no allocation), or a new one.
     pub(super) fn intern(&self, name: &str) -> Arc<str> {
-        match self.index.get_key_value(name) {
-            Some((k, _)) => k.clone(),
+        match self.index_of(name).and_then(|i| self.nodes.get(i)) {
+            Some(n) => n.name.clone(),
             None => Arc::from(name),
         }
     }
@@ -130,9 +131,9 @@ impl Memberlist {
         let last = self.nodes.len() - 1;
         let j = self.rng.index(self.nodes.len());
         self.nodes.swap(last, j);
-        self.index.insert(name, j as u32);
+        self.index.insert(NameKey::new(&name), j as u32);
         if j != last {
-            let moved = self.nodes[last].name.clone();
+            let moved = NameKey::new(&self.nodes[last].name);
             self.index.insert(moved, last as u32);
         }
         j
@@ -556,11 +557,11 @@ impl Memberlist {
             // nodes' own `Arc`s, so nothing is allocated.
             self.index.clear();
             for (i, n) in self.nodes.iter().enumerate() {
-                self.index.insert(n.name.clone(), i as u32);
+                self.index.insert(NameKey::new(&n.name), i as u32);
             }
         } else {
             for (i, n) in self.nodes.iter().enumerate() {
-                if let Some(slot) = self.index.get_mut(&*n.name) {
+                if let Some(slot) = self.index.get_mut(n.name.as_bytes()) {
                     *slot = i as u32;
                 }
             }
