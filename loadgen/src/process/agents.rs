@@ -229,6 +229,16 @@ impl Drop for Agents {
 /// Counts, per agent, log lines containing `needle` written since `from`
 /// (byte offsets into each log, as returned by [`log_sizes`]).
 pub fn count_log_lines(agents: &Agents, from: &[u64], needles: &[&str]) -> Vec<u64> {
+    count_log_lines_where(agents, from, |l| needles.iter().any(|n| l.contains(n)))
+}
+
+/// Lines written to each agent's log since `from` (offsets from
+/// [`log_sizes`]) for which `keep` holds.
+pub fn count_log_lines_where(
+    agents: &Agents,
+    from: &[u64],
+    keep: impl Fn(&str) -> bool,
+) -> Vec<u64> {
     agents
         .list
         .iter()
@@ -239,7 +249,7 @@ pub fn count_log_lines(agents: &Agents, from: &[u64], needles: &[&str]) -> Vec<u
             if f.seek(SeekFrom::Start(off)).is_err() || f.read_to_string(&mut s).is_err() {
                 return 0;
             }
-            s.lines().filter(|l| needles.iter().any(|n| l.contains(n))).count() as u64
+            s.lines().filter(|l| keep(l)).count() as u64
         })
         .collect()
 }
