@@ -36,7 +36,11 @@ fn join_result(
 #[test]
 fn three_nodes_join_detect_crash_and_leave() {
     let rt = runtime(2);
-    let cfg = fast_config();
+    let mut cfg = fast_config();
+    // b and c join at once: should b miss the gossip about c, anti-entropy
+    // repairs it — every 2 s here, not the local profile's 15 s, which is
+    // longer than the wait below.
+    cfg.push_pull_interval = Duration::from_secs(2);
     let names = ["a", "b", "c"];
     let mut handles = Vec::new();
     let mut events = Vec::new();
