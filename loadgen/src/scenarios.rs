@@ -366,6 +366,41 @@ impl<'a, C: Cluster> Runner<'a, C> {
         self.obs.full_target = None;
     }
 
+    /// Waits until every live node has a `kind` record about every node
+    /// marked in `subject` (records from `mark` on), or the phase limit.
+    /// Returns each (observer, subject) pair's first record, in arrival
+    /// order, and the time it took if all `target` pairs arrived.
+    fn wait_for_downs(
+        &mut self,
+        kind: Kind,
+        subject: &[bool],
+        mark: usize,
+        target: usize,
+        phase: &str,
+        what: &str,
+    ) -> (Vec<(u32, u32, Instant)>, Option<Duration>) {
+        let mut seen: HashSet<(u32, u32)> = HashSet::new();
+        let mut scanned = mark;
+        let mut first: Vec<(u32, u32, Instant)> = Vec::new();
+        let limit = self.limit();
+        let all = self.wait_until(
+            limit,
+            |o, live| {
+                for &(ob, s, k, at) in &o.downs[scanned..] {
+                    if k == kind && subject[s as usize] && live[ob as usize] && seen.insert((ob, s))
+                    {
+                        first.push((ob, s, at));
+                    }
+                }
+                scanned = o.downs.len();
+                seen.len() >= target
+            },
+            |_, _| format!("{phase}: waiting for {target} {what}"),
+            |_, _, _| {},
+        );
+        (first, all)
+    }
+
     fn fail(&mut self, p: &mut Phase) {
         let victims = self.pick(self.args.kill);
         let mark = self.obs.downs.len();
@@ -380,28 +415,15 @@ impl<'a, C: Cluster> Runner<'a, C> {
             b
         };
         let target = self.live_count() * victims.len();
-        let mut seen: HashSet<(u32, u32)> = HashSet::new();
-        let mut scanned = mark;
-        let mut first: Vec<(u32, u32, Instant)> = Vec::new();
-        let limit = self.limit();
-        let all = self.wait_until(
-            limit,
-            |o, live| {
-                for &(ob, s, k, at) in &o.downs[scanned..] {
-                    if k == Kind::Failed
-                        && is_victim[s as usize]
-                        && live[ob as usize]
-                        && seen.insert((ob, s))
-                    {
-                        first.push((ob, s, at));
-                    }
-                }
-                scanned = o.downs.len();
-                seen.len() >= target
-            },
-            |_, _| format!("fail: waiting for {target} (survivor, victim) detections"),
-            |_, _, _| {},
+        let (first, all) = self.wait_for_downs(
+            Kind::Failed,
+            &is_victim,
+            mark,
+            target,
+            "fail",
+            "(survivor, victim) detections",
         );
+        let seen = first.len();
         let samples: Vec<f64> = first.iter().map(|&(_, _, at)| since_ms(at, t0)).collect();
         p.hist("detection latency (victim failed, per survivor)", &samples);
         let first_suspect = self
@@ -416,7 +438,7 @@ impl<'a, C: Cluster> Runner<'a, C> {
         }
         p.scalar("victims", victims.len() as f64, "nodes");
         p.scalar("survivors", self.live_count() as f64, "nodes");
-        p.scalar("detections", seen.len() as f64, "pairs");
+        p.scalar("detections", seen as f64, "pairs");
         let false_deaths = self.obs.downs[mark..]
             .iter()
             .filter(|d| d.2 == Kind::Failed && !is_victim[d.1 as usize])
@@ -427,7 +449,7 @@ impl<'a, C: Cluster> Runner<'a, C> {
             all.is_some(),
             format!(
                 "{}/{} (survivor, victim) pairs detected{}",
-                seen.len(),
+                seen,
                 target,
                 all.map(|d| format!(", all within {:.1} s", d.as_secs_f64())).unwrap_or_default()
             ),
@@ -449,28 +471,16 @@ impl<'a, C: Cluster> Runner<'a, C> {
             b
         };
         let target = self.live_count() * leavers.len();
-        let mut seen: HashSet<(u32, u32)> = HashSet::new();
-        let mut scanned = mark;
-        let mut lat = Vec::new();
-        let limit = self.limit();
-        let all = self.wait_until(
-            limit,
-            |o, live| {
-                for &(ob, s, k, at) in &o.downs[scanned..] {
-                    if k == Kind::Left
-                        && is_leaver[s as usize]
-                        && live[ob as usize]
-                        && seen.insert((ob, s))
-                    {
-                        lat.push(since_ms(at, t0));
-                    }
-                }
-                scanned = o.downs.len();
-                seen.len() >= target
-            },
-            |_, _| format!("leave: waiting for {target} (node, leaver) left records"),
-            |_, _, _| {},
+        let (firsts, all) = self.wait_for_downs(
+            Kind::Left,
+            &is_leaver,
+            mark,
+            target,
+            "leave",
+            "(node, leaver) left records",
         );
+        let seen = firsts.len();
+        let lat: Vec<f64> = firsts.iter().map(|&(_, _, at)| since_ms(at, t0)).collect();
         // A leaving node stays up until its leave finished, then stops.
         let done_by = self.c.now() + Duration::from_secs(10);
         while self.c.now() < done_by
@@ -502,7 +512,7 @@ impl<'a, C: Cluster> Runner<'a, C> {
         p.check(
             "every remaining node sees every leaver left",
             all.is_some(),
-            format!("{}/{} pairs", seen.len(), target),
+            format!("{}/{} pairs", seen, target),
         );
         // A node may hear memberlist's dead message before Serf's leave
         // intent and list the leaver failed for a moment (Go's Serf has the
