@@ -5,7 +5,7 @@
 #   scripts/test-all.sh              # everything
 #   scripts/test-all.sh lint test    # only the named jobs
 #
-# Jobs: lint (fmt + clippy), test (unit, integration, simulation and interop
+# Jobs: lint (fmt + clippy + the crate arrows), test (unit, integration, simulation and interop
 # tests, including the long ones marked #[ignore]), fuzz (a short cargo-fuzz
 # smoke of every target), regress (the deterministic results checks).
 #
@@ -26,6 +26,8 @@ for job in "${jobs[@]}"; do
         cargo fmt --all -- --check
         banner "clippy"
         cargo clippy --workspace --all-targets -- -D warnings
+        banner "layers (cargo tree: the arrows of ARCHITECTURE.md)"
+        scripts/check-layers
         ;;
     test)
         banner "tests"

@@ -17,7 +17,7 @@
 //!    limit, key size). It returns the tags and keys the runtime starts with.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -39,6 +39,16 @@ pub const USER_EVENT_SIZE_LIMIT_MAX: i64 = 9216;
 pub const MIN_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// Lower bound applied to `broadcast_timeout` (with a warning).
 pub const MIN_BROADCAST_TIMEOUT: Duration = Duration::from_secs(1);
+/// Port of `-http-addr` when none is given (Consul's HTTP port).
+pub const DEFAULT_HTTP_PORT: u16 = 8500;
+/// Port of `-dns-addr` when none is given (Consul's DNS port).
+pub const DEFAULT_DNS_PORT: u16 = 8600;
+/// The DNS domain when `-domain` is not given.
+pub const DEFAULT_DOMAIN: &str = "consul.";
+/// The datacenter name when `datacenter` is not configured.
+pub const DEFAULT_DATACENTER: &str = "dc1";
+/// Largest `dns_ttl` (DNS TTLs are 32-bit seconds; a day is plenty).
+pub const MAX_DNS_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Log levels in increasing severity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -252,7 +262,8 @@ pub struct AgentConfig {
     pub tombstone_timeout: Duration,
     /// Disable name conflict resolution.
     pub disable_name_resolution: bool,
-    /// Disable Vivaldi coordinates.
+    /// The `disable_coordinates` key as read; like Go 0.9.4 the agent does
+    /// not apply it (see [`crate::agent::serf_config`]).
     pub disable_coordinates: bool,
     /// Also log to syslog.
     pub enable_syslog: bool,
@@ -274,6 +285,18 @@ pub struct AgentConfig {
     pub broadcast_timeout: Duration,
     /// Compress user messages (on unless `-disable-compression`).
     pub enable_compression: bool,
+    /// The HTTP API's listen address (`-http-addr`; serf-rs only, off by
+    /// default). Without an IP it binds to loopback.
+    pub http_addr: Option<SocketAddr>,
+    /// The DNS interface's listen address, UDP and TCP (`-dns-addr`;
+    /// serf-rs only, off by default). Without an IP it binds to loopback.
+    pub dns_addr: Option<SocketAddr>,
+    /// The DNS domain answered, lower case with a final dot (`consul.`).
+    pub domain: String,
+    /// The datacenter name in HTTP answers and DNS names (`dc1`).
+    pub datacenter: String,
+    /// TTL of DNS answers (`dns_ttl`, default 0).
+    pub dns_ttl: Duration,
 }
 
 /// A configuration that passed [`read_config`], and the lines the Go agent
@@ -344,6 +367,11 @@ struct Raw {
     statsd_addr: String,
     broadcast_timeout: i64,
     enable_compression: bool,
+    http_addr: String,
+    dns_addr: String,
+    domain: String,
+    datacenter: String,
+    dns_ttl: i64,
 }
 
 const SECOND_NS: i64 = 1_000_000_000;
@@ -428,6 +456,11 @@ impl Raw {
         n(&mut self.query_size_limit, b.query_size_limit);
         n(&mut self.user_event_size_limit, b.user_event_size_limit);
         n(&mut self.broadcast_timeout, b.broadcast_timeout);
+        s(&mut self.http_addr, &b.http_addr);
+        s(&mut self.dns_addr, &b.dns_addr);
+        s(&mut self.domain, &b.domain);
+        s(&mut self.datacenter, &b.datacenter);
+        n(&mut self.dns_ttl, b.dns_ttl);
         self.enable_compression = b.enable_compression;
         self.event_handlers.extend(b.event_handlers.iter().cloned());
         self.start_join.extend(b.start_join.iter().cloned());
@@ -465,27 +498,35 @@ fn flag_set() -> FlagSet {
         .string("retry-interval", "")
         .bool("rejoin", false)
         .bool("disable-compression", false)
-        .string("broadcast-timeout", "");
+        .string("broadcast-timeout", "")
+        // serf-rs only: the HTTP API and DNS interface (off by default).
+        .string("http-addr", "")
+        .string("dns-addr", "")
+        .string("domain", "");
     fs
 }
 
 /// Reads the configuration: flags in `args` (after `agent`), the config
 /// files and directories they name, defaults, and every check the Go agent
-/// makes before printing `Starting Serf agent...`.
+/// makes before printing `Starting Serf agent...`. Warnings are kept in
+/// the order Go prints them, also when a later check fails.
 pub fn read_config(args: &[String]) -> Result<Loaded, ReadError> {
     let mut warnings = Vec::new();
-    let fail = |warnings: &Vec<String>, message: String| ReadError::Invalid {
-        warnings: warnings.clone(),
-        message,
-    };
+    let (cmd, config_paths) = parse_flags(args)?;
+    let config = merge_and_check(cmd, &config_paths, &mut warnings)
+        .map_err(|message| ReadError::Invalid { warnings: warnings.clone(), message })?;
+    Ok(Loaded { config, warnings })
+}
 
-    // Flags; `-config-file` and `-config-dir` feed one ordered list.
+/// The command line as a [`Raw`] layer, and the config paths it names
+/// (`-config-file` and `-config-dir` feed one ordered list).
+fn parse_flags(args: &[String]) -> Result<(Raw, Vec<String>), ReadError> {
     let p = match flag_set().parse(args) {
         Ok(p) => p,
         Err(FlagError::Help) => return Err(ReadError::Usage(None)),
         Err(FlagError::Invalid(m)) => return Err(ReadError::Usage(Some(m))),
     };
-    let config_paths = p.list("config-file").to_vec();
+    let invalid = |message| ReadError::Invalid { warnings: Vec::new(), message };
     let mut cmd = Raw {
         bind: p.str("bind").into(),
         advertise: p.str("advertise").into(),
@@ -509,6 +550,9 @@ pub fn read_config(args: &[String]) -> Result<Loaded, ReadError> {
         retry_max_attempts: p.int("retry-max"),
         rejoin_after_leave: p.bool("rejoin"),
         enable_compression: !p.bool("disable-compression"),
+        http_addr: p.str("http-addr").into(),
+        dns_addr: p.str("dns-addr").into(),
+        domain: p.str("domain").into(),
         ..Raw::default()
     };
     let mut tags = BTreeMap::new();
@@ -517,7 +561,7 @@ pub fn read_config(args: &[String]) -> Result<Loaded, ReadError> {
             Some((k, v)) if !k.is_empty() => {
                 tags.insert(k.to_string(), v.to_string());
             }
-            _ => return Err(fail(&warnings, format!("Error: Invalid tag: '{tag}'"))),
+            _ => return Err(invalid(format!("Error: Invalid tag: '{tag}'"))),
         }
     }
     cmd.tags = Some(tags);
@@ -527,42 +571,96 @@ pub fn read_config(args: &[String]) -> Result<Loaded, ReadError> {
     ] {
         let v = p.str(flag);
         if !v.is_empty() {
-            *slot = parse_duration(v).map_err(|e| fail(&warnings, format!("Error: {e}")))?;
+            *slot = parse_duration(v).map_err(|e| invalid(format!("Error: {e}")))?;
         }
     }
+    Ok((cmd, p.list("config-file").to_vec()))
+}
 
-    // Files, then the command line, over the defaults.
+/// Files, then the command line, over the defaults; then Go's checks in
+/// Go's order. The error is the text Go prints.
+fn merge_and_check(
+    cmd: Raw,
+    config_paths: &[String],
+    warnings: &mut Vec<String>,
+) -> Result<AgentConfig, String> {
     let mut raw = Raw::defaults();
     if !config_paths.is_empty() {
-        let files = read_config_paths(&config_paths).map_err(|e| fail(&warnings, e))?;
-        raw = raw.merge(&files);
+        raw = raw.merge(&read_config_paths(config_paths)?);
     }
     let mut raw = raw.merge(&cmd);
 
     if raw.node_name.is_empty() {
-        raw.node_name =
-            hostname().map_err(|e| fail(&warnings, format!("Error determining hostname: {e}")))?;
+        raw.node_name = hostname().map_err(|e| format!("Error determining hostname: {e}"))?;
     }
-    let mut event_handlers = Vec::new();
-    for spec in &raw.event_handlers {
-        for script in EventScript::parse(spec) {
-            if !script.filter.is_valid() {
-                return Err(fail(&warnings, format!("Invalid event script: {script}")));
-            }
-            event_handlers.push(script);
-        }
-    }
+    let event_handlers = event_scripts(&raw.event_handlers)?;
     if !raw.interface.is_empty() && !interface_exists(&raw.interface) {
-        return Err(fail(
-            &warnings,
-            "Invalid network interface: route ip+net: no such network interface".to_string(),
-        ));
+        return Err("Invalid network interface: route ip+net: no such network interface".into());
     }
     let mut tags = raw.tags.clone().unwrap_or_default();
     if !raw.role.is_empty() {
         warnings.push("Deprecation warning: 'Role' has been replaced with 'Tags'".to_string());
         tags.insert("role".to_string(), raw.role.clone());
     }
+    raise_minimums(&mut raw, warnings);
+    if raw.disable_coordinates {
+        warnings.push(
+            "Warning: 'disable_coordinates' has no effect: as in Go Serf 0.9.4, network \
+             coordinates stay enabled"
+                .to_string(),
+        );
+    }
+
+    // Logging.
+    let Some(log_level) = LogLevel::parse(&raw.log_level) else {
+        return Err(format!(
+            "Invalid log level: {}. Valid log levels are: [TRACE DEBUG INFO WARN ERR]",
+            raw.log_level.to_ascii_uppercase()
+        ));
+    };
+    if raw.enable_syslog {
+        check_syslog(&raw.syslog_facility).map_err(|e| format!("Syslog setup failed: {e}"))?;
+    }
+
+    // Addresses, key, profile.
+    let bind = bind_address(&raw, warnings)?;
+    let advertise = if raw.advertise.is_empty() {
+        None
+    } else {
+        Some(addr_parts(&raw.advertise).map_err(|e| format!("Invalid advertise address: {e}"))?)
+    };
+    let encrypt_key =
+        decode_std(&raw.encrypt_key).map_err(|e| format!("Invalid encryption key: {e}"))?;
+    let profile = match raw.profile.as_str() {
+        "lan" => Profile::Lan,
+        "wan" => Profile::Wan,
+        "local" => Profile::Local,
+        other => return Err(format!("Unknown profile: {other}")),
+    };
+    let outer = outer_interfaces(&raw)?;
+    let checked =
+        Checked { tags, event_handlers, log_level, bind, advertise, encrypt_key, profile, outer };
+    Ok(agent_config(raw, checked))
+}
+
+/// The `-event-handler` specs as scripts; Go rejects one with an unknown
+/// event type.
+fn event_scripts(specs: &[String]) -> Result<Vec<EventScript>, String> {
+    let mut out = Vec::new();
+    for spec in specs {
+        for script in EventScript::parse(spec) {
+            if !script.filter.is_valid() {
+                return Err(format!("Invalid event script: {script}"));
+            }
+            out.push(script);
+        }
+    }
+    Ok(out)
+}
+
+/// Go raises intervals below their minimum with a warning, and warns about
+/// `rejoin` without a snapshot.
+fn raise_minimums(raw: &mut Raw, warnings: &mut Vec<String>) {
     let min_retry = MIN_RETRY_INTERVAL.as_nanos() as i64;
     if raw.retry_interval < min_retry {
         raw.retry_interval = min_retry;
@@ -582,64 +680,145 @@ pub fn read_config(args: &[String]) -> Result<Loaded, ReadError> {
     if raw.rejoin_after_leave && raw.snapshot_path.is_empty() {
         warnings.push("Warning: 'RejoinAfterLeave' enabled without snapshot file".to_string());
     }
+}
 
-    // Logging.
-    let Some(log_level) = LogLevel::parse(&raw.log_level) else {
-        return Err(fail(
-            &warnings,
-            format!(
-                "Invalid log level: {}. Valid log levels are: [TRACE DEBUG INFO WARN ERR]",
-                raw.log_level.to_ascii_uppercase()
-            ),
-        ));
-    };
-    if raw.enable_syslog {
-        check_syslog(&raw.syslog_facility)
-            .map_err(|e| fail(&warnings, format!("Syslog setup failed: {e}")))?;
+/// The bind address, with `-iface` applied as Go applies it: a wildcard
+/// IPv4 bind takes the interface's first non-link-local address, any other
+/// bind must be one of the interface's addresses.
+fn bind_address(raw: &Raw, warnings: &mut Vec<String>) -> Result<SocketAddr, String> {
+    let bind = addr_parts(&raw.bind).map_err(|e| format!("Invalid bind address: {e}"))?;
+    if raw.interface.is_empty() {
+        return Ok(bind);
     }
-
-    // Addresses, key, profile.
-    let mut bind =
-        addr_parts(&raw.bind).map_err(|e| fail(&warnings, format!("Invalid bind address: {e}")))?;
-    if !raw.interface.is_empty() {
-        let addrs = interface_addrs(&raw.interface)
-            .map_err(|e| fail(&warnings, format!("Failed to get interface addresses: {e}")))?;
-        if addrs.is_empty() {
-            return Err(fail(&warnings, format!("Interface '{}' has no addresses", raw.interface)));
-        }
-        if bind.ip().is_unspecified() && bind.ip().is_ipv4() {
-            let Some(ip) = addrs.iter().find(|ip| !is_link_local_unicast(ip)) else {
-                return Err(fail(
-                    &warnings,
-                    format!("Failed to find usable address for interface '{}'", raw.interface),
-                ));
-            };
-            warnings.push(format!("Using interface '{}' address '{}'", raw.interface, ip));
-            bind = SocketAddr::new(*ip, bind.port());
-        } else if !addrs.contains(&bind.ip()) {
-            return Err(fail(
-                &warnings,
-                format!("Interface '{}' has no '{}' address", raw.interface, bind.ip()),
-            ));
-        }
+    let addrs = interface_addrs(&raw.interface)
+        .map_err(|e| format!("Failed to get interface addresses: {e}"))?;
+    if addrs.is_empty() {
+        return Err(format!("Interface '{}' has no addresses", raw.interface));
     }
-    let advertise = if raw.advertise.is_empty() {
-        None
+    if bind.ip().is_unspecified() && bind.ip().is_ipv4() {
+        let Some(ip) = addrs.iter().find(|ip| !is_link_local_unicast(ip)) else {
+            return Err(format!("Failed to find usable address for interface '{}'", raw.interface));
+        };
+        warnings.push(format!("Using interface '{}' address '{}'", raw.interface, ip));
+        Ok(SocketAddr::new(*ip, bind.port()))
+    } else if !addrs.contains(&bind.ip()) {
+        Err(format!("Interface '{}' has no '{}' address", raw.interface, bind.ip()))
     } else {
-        Some(
-            addr_parts(&raw.advertise)
-                .map_err(|e| fail(&warnings, format!("Invalid advertise address: {e}")))?,
-        )
-    };
-    let encrypt_key = decode_std(&raw.encrypt_key)
-        .map_err(|e| fail(&warnings, format!("Invalid encryption key: {e}")))?;
-    let profile = match raw.profile.as_str() {
-        "lan" => Profile::Lan,
-        "wan" => Profile::Wan,
-        "local" => Profile::Local,
-        other => return Err(fail(&warnings, format!("Unknown profile: {other}"))),
-    };
+        Ok(bind)
+    }
+}
 
+/// The checked settings of the HTTP API and the DNS interface.
+struct Outer {
+    http_addr: Option<SocketAddr>,
+    dns_addr: Option<SocketAddr>,
+    domain: String,
+    datacenter: String,
+    dns_ttl: Duration,
+}
+
+/// Checks `http_addr`, `dns_addr`, `domain`, `datacenter` and `dns_ttl`
+/// (serf-rs only; Go Serf has no such settings).
+fn outer_interfaces(raw: &Raw) -> Result<Outer, String> {
+    let http_addr = (!raw.http_addr.is_empty())
+        .then(|| listen_addr(&raw.http_addr, DEFAULT_HTTP_PORT))
+        .transpose()
+        .map_err(|e| format!("Invalid HTTP address: {e}"))?;
+    let dns_addr = (!raw.dns_addr.is_empty())
+        .then(|| listen_addr(&raw.dns_addr, DEFAULT_DNS_PORT))
+        .transpose()
+        .map_err(|e| format!("Invalid DNS address: {e}"))?;
+    let domain = if raw.domain.is_empty() { DEFAULT_DOMAIN } else { raw.domain.as_str() };
+    let domain = dns_domain(domain).map_err(|e| format!("Invalid domain '{}': {e}", raw.domain))?;
+    let datacenter =
+        if raw.datacenter.is_empty() { DEFAULT_DATACENTER } else { raw.datacenter.as_str() };
+    dns_label(datacenter).map_err(|e| format!("Invalid datacenter '{datacenter}': {e}"))?;
+    if raw.dns_ttl < 0 || raw.dns_ttl as u128 > MAX_DNS_TTL.as_nanos() {
+        return Err(format!(
+            "Invalid dns_ttl: {} (must be between 0s and {})",
+            format_duration(raw.dns_ttl),
+            format_duration(MAX_DNS_TTL.as_nanos() as i64)
+        ));
+    }
+    Ok(Outer {
+        http_addr,
+        dns_addr,
+        domain,
+        datacenter: datacenter.to_ascii_lowercase(),
+        dns_ttl: Duration::from_nanos(raw.dns_ttl as u64),
+    })
+}
+
+/// A listen address for `-http-addr` / `-dns-addr`: `ip:port`, `ip`
+/// (default port), `:port` or `port` (loopback), `host[:port]` (resolved).
+pub fn listen_addr(s: &str, default_port: u16) -> Result<SocketAddr, String> {
+    let loopback = |port: &str| {
+        port.parse::<u16>()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .map_err(|_| format!("address {s}: invalid port"))
+    };
+    if let Ok(ip) = s.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, default_port));
+    }
+    if let Some(port) = s.strip_prefix(':') {
+        return loopback(port);
+    }
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return loopback(s);
+    }
+    let with_port = match gonet::split_host_port(s) {
+        Err(e) if e.ends_with("missing port in address") => format!("{s}:{default_port}"),
+        Err(e) => return Err(e),
+        Ok(_) => s.to_string(),
+    };
+    gonet::resolve_tcp_addr(&with_port)
+}
+
+/// A DNS domain: labels of letters, digits, `-` and `_`, 1–63 bytes each,
+/// at most 253 bytes; returned lower case with a final dot.
+pub fn dns_domain(s: &str) -> Result<String, String> {
+    let bare = s.strip_suffix('.').unwrap_or(s);
+    if bare.is_empty() {
+        return Err("empty".into());
+    }
+    if bare.len() > 253 {
+        return Err("longer than 253 bytes".into());
+    }
+    for label in bare.split('.') {
+        dns_label(label)?;
+    }
+    Ok(format!("{}.", bare.to_ascii_lowercase()))
+}
+
+/// One DNS label of letters, digits, `-` and `_`, 1–63 bytes.
+pub fn dns_label(label: &str) -> Result<(), String> {
+    if label.is_empty() {
+        return Err("empty label".into());
+    }
+    if label.len() > 63 {
+        return Err(format!("label '{label}' is longer than 63 bytes"));
+    }
+    if let Some(c) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        return Err(format!("label '{label}' has the character {c:?}"));
+    }
+    Ok(())
+}
+
+/// What the checks of [`merge_and_check`] produced from the raw strings.
+struct Checked {
+    tags: BTreeMap<String, String>,
+    event_handlers: Vec<EventScript>,
+    log_level: LogLevel,
+    bind: SocketAddr,
+    advertise: Option<SocketAddr>,
+    encrypt_key: Vec<u8>,
+    profile: Profile,
+    outer: Outer,
+}
+
+/// The typed configuration from the merged layers and their checked parts.
+fn agent_config(raw: Raw, c: Checked) -> AgentConfig {
     let opt_path = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
     let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
     let dur_or = |ns: i64, default: Duration| {
@@ -649,17 +828,17 @@ pub fn read_config(args: &[String]) -> Result<Loaded, ReadError> {
             default
         }
     };
-    let config = AgentConfig {
+    AgentConfig {
         node_name: raw.node_name.clone(),
-        tags,
+        tags: c.tags,
         tags_file: opt_path(&raw.tags_file),
-        bind,
+        bind: c.bind,
         bind_raw: raw.bind.clone(),
         interface: opt(&raw.interface),
-        advertise,
-        encrypt_key: (!encrypt_key.is_empty()).then_some(encrypt_key),
+        advertise: c.advertise,
+        encrypt_key: (!c.encrypt_key.is_empty()).then_some(c.encrypt_key),
         keyring_file: opt_path(&raw.keyring_file),
-        log_level,
+        log_level: c.log_level,
         rpc_addr: raw.rpc_addr.clone(),
         rpc_auth: raw.rpc_auth.clone(),
         protocol: raw.protocol,
@@ -668,9 +847,9 @@ pub fn read_config(args: &[String]) -> Result<Loaded, ReadError> {
         query_size_limit: raw.query_size_limit,
         user_event_size_limit: raw.user_event_size_limit,
         start_join: raw.start_join.clone(),
-        event_handlers,
+        event_handlers: c.event_handlers,
         event_handler_specs: raw.event_handlers.clone(),
-        profile,
+        profile: c.profile,
         snapshot_path: opt_path(&raw.snapshot_path),
         leave_on_terminate: raw.leave_on_terminate,
         skip_leave_on_interrupt: raw.skip_leave_on_interrupt,
@@ -690,8 +869,12 @@ pub fn read_config(args: &[String]) -> Result<Loaded, ReadError> {
         statsd_addr: opt(&raw.statsd_addr),
         broadcast_timeout: Duration::from_nanos(raw.broadcast_timeout as u64),
         enable_compression: raw.enable_compression,
-    };
-    Ok(Loaded { config, warnings })
+        http_addr: c.outer.http_addr,
+        dns_addr: c.outer.dns_addr,
+        domain: c.outer.domain,
+        datacenter: c.outer.datacenter,
+        dns_ttl: c.outer.dns_ttl,
+    }
 }
 
 /// Go's `ReadConfigPaths`: each path is a file, or a directory whose
@@ -733,9 +916,7 @@ fn read_config_paths(paths: &[String]) -> Result<Raw, String> {
 }
 
 /// Go's `*os.PathError` text: `open /x: no such file or directory`.
-fn os_err(op: &str, path: &str, e: &std::io::Error) -> String {
-    format!("{op} {path}: {}", gonet::errno_text(e))
-}
+use gonet::path_error as os_err;
 
 /// The kinds of config-file fields (mapstructure targets).
 #[derive(Clone, Copy)]
@@ -788,6 +969,12 @@ const FIELDS: &[(&str, FieldKind)] = &[
     ("statsd_addr", FieldKind::Str),
     ("broadcast_timeout", FieldKind::Str),
     ("enable_compression", FieldKind::Bool),
+    // serf-rs only (the HTTP API and the DNS interface).
+    ("http_addr", FieldKind::Str),
+    ("dns_addr", FieldKind::Str),
+    ("domain", FieldKind::Str),
+    ("datacenter", FieldKind::Str),
+    ("dns_ttl", FieldKind::Str),
 ];
 
 /// A decoded field value.
@@ -947,9 +1134,13 @@ fn decode_config(data: &[u8]) -> Result<Raw, String> {
             ("statsite_addr", FieldVal::Str(s)) => raw.statsite_addr = s,
             ("statsd_addr", FieldVal::Str(s)) => raw.statsd_addr = s,
             ("enable_compression", FieldVal::Bool(b)) => raw.enable_compression = b,
+            ("http_addr", FieldVal::Str(s)) => raw.http_addr = s,
+            ("dns_addr", FieldVal::Str(s)) => raw.dns_addr = s,
+            ("domain", FieldVal::Str(s)) => raw.domain = s,
+            ("datacenter", FieldVal::Str(s)) => raw.datacenter = s,
             (
                 "reconnect_interval" | "reconnect_timeout" | "tombstone_timeout" | "retry_interval"
-                | "broadcast_timeout",
+                | "broadcast_timeout" | "dns_ttl",
                 FieldVal::Str(s),
             ) => durations.push((name, s)),
             _ => {}
@@ -973,6 +1164,7 @@ fn decode_config(data: &[u8]) -> Result<Raw, String> {
         "tombstone_timeout",
         "retry_interval",
         "broadcast_timeout",
+        "dns_ttl",
     ] {
         let Some((_, s)) = durations.iter().find(|(n, _)| *n == name) else { continue };
         if s.is_empty() {
@@ -984,6 +1176,7 @@ fn decode_config(data: &[u8]) -> Result<Raw, String> {
             "reconnect_timeout" => raw.reconnect_timeout = d,
             "tombstone_timeout" => raw.tombstone_timeout = d,
             "retry_interval" => raw.retry_interval = d,
+            "dns_ttl" => raw.dns_ttl = d,
             _ => raw.broadcast_timeout = d,
         }
     }
@@ -1021,42 +1214,9 @@ fn interface_exists(name: &str) -> bool {
     unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
 }
 
-/// The IP addresses of interface `name` (getifaddrs).
+/// The IP addresses of interface `name`.
 fn interface_addrs(name: &str) -> Result<Vec<IpAddr>, String> {
-    let mut out = Vec::new();
-    let mut head: *mut libc::ifaddrs = core::ptr::null_mut();
-    // SAFETY: getifaddrs fills `head` with a list we free below; every node
-    // is only read while the list is alive, and sockaddr pointers are cast
-    // according to their family.
-    unsafe {
-        if libc::getifaddrs(&mut head) != 0 {
-            return Err(gonet::errno_text(&std::io::Error::last_os_error()));
-        }
-        let mut cur = head;
-        while !cur.is_null() {
-            let ifa = &*cur;
-            cur = ifa.ifa_next;
-            if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
-                continue;
-            }
-            if std::ffi::CStr::from_ptr(ifa.ifa_name).to_bytes() != name.as_bytes() {
-                continue;
-            }
-            match i32::from((*ifa.ifa_addr).sa_family) {
-                libc::AF_INET => {
-                    let sa = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                    out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr))));
-                }
-                libc::AF_INET6 => {
-                    let sa = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
-                    out.push(IpAddr::V6(sa.sin6_addr.s6_addr.into()));
-                }
-                _ => {}
-            }
-        }
-        libc::freeifaddrs(head);
-    }
-    Ok(out)
+    Ok(gonet::interface_addrs()?.into_iter().filter(|a| a.name == name).map(|a| a.ip).collect())
 }
 
 fn is_link_local_unicast(ip: &IpAddr) -> bool {
@@ -1533,6 +1693,76 @@ mod tests {
             Err(ReadError::Usage(Some("flag provided but not defined: -x".into())))
         );
         assert_eq!(read_config(&argv(&["--h"])), Err(ReadError::Usage(None)));
+    }
+
+    #[test]
+    fn http_dns_settings() {
+        let c = load(&[]).config;
+        assert_eq!((c.http_addr, c.dns_addr), (None, None), "off by default");
+        assert_eq!((c.domain.as_str(), c.datacenter.as_str()), ("consul.", "dc1"));
+        assert_eq!(c.dns_ttl, Duration::ZERO);
+        let c = load(&["-http-addr=:8501", "-dns-addr=127.0.0.9", "-domain=Serf.Example"]).config;
+        assert_eq!(c.http_addr, Some("127.0.0.1:8501".parse().unwrap()));
+        assert_eq!(c.dns_addr, Some("127.0.0.9:8600".parse().unwrap()));
+        assert_eq!(c.domain, "serf.example.");
+        assert_eq!(
+            load(&["-http-addr=8502"]).config.http_addr,
+            Some("127.0.0.1:8502".parse().unwrap())
+        );
+        assert_eq!(
+            load(&["-http-addr=[::1]:8503"]).config.http_addr,
+            Some("[::1]:8503".parse().unwrap())
+        );
+        assert_eq!(load(&["-http-addr=::1"]).config.http_addr, Some("[::1]:8500".parse().unwrap()));
+        let d = scratch("outer");
+        let f = write(
+            &d,
+            "outer.json",
+            r#"{"http_addr": "127.0.0.2:9000", "dns_addr": ":53", "domain": "lan.",
+                "datacenter": "East-1", "dns_ttl": "30s"}"#,
+        );
+        let c = load(&["-config-file", &f]).config;
+        assert_eq!(c.http_addr, Some("127.0.0.2:9000".parse().unwrap()));
+        assert_eq!(c.dns_addr, Some("127.0.0.1:53".parse().unwrap()));
+        assert_eq!((c.domain.as_str(), c.datacenter.as_str()), ("lan.", "east-1"));
+        assert_eq!(c.dns_ttl, Duration::from_secs(30));
+        // The command line overrides the file.
+        let c = load(&["-config-file", &f, "-domain=x"]).config;
+        assert_eq!(c.domain, "x.");
+
+        assert_eq!(
+            error(&["-http-addr=127.0.0.1:99999"]),
+            "Invalid HTTP address: address 99999: invalid port"
+        );
+        assert_eq!(
+            error(&["-http-addr=:http"]),
+            "Invalid HTTP address: address :http: invalid port"
+        );
+        assert_eq!(
+            error(&["-dns-addr=a:b:c"]),
+            "Invalid DNS address: address a:b:c: too many colons in address"
+        );
+        assert_eq!(error(&["-domain=a..b"]), "Invalid domain 'a..b': empty label");
+        assert_eq!(error(&["-domain=."]), "Invalid domain '.': empty");
+        assert_eq!(
+            error(&["-domain=a b"]),
+            "Invalid domain 'a b': label 'a b' has the character ' '"
+        );
+        let long = "x".repeat(64);
+        assert_eq!(
+            error(&["-domain", &long]),
+            format!("Invalid domain '{long}': label '{long}' is longer than 63 bytes")
+        );
+        let f = write(&d, "ttl.json", r#"{"dns_ttl": "-1s"}"#);
+        assert_eq!(
+            error(&["-config-file", &f]),
+            "Invalid dns_ttl: -1s (must be between 0s and 24h0m0s)"
+        );
+        let f = write(&d, "dc.json", r#"{"datacenter": "a.b"}"#);
+        assert_eq!(
+            error(&["-config-file", &f]),
+            "Invalid datacenter 'a.b': label 'a.b' has the character '.'"
+        );
     }
 
     #[test]

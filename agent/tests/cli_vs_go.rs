@@ -53,6 +53,40 @@ fn same_env(args: &[&str], env: &[(&str, &str)], dir: &Path, norm: fn(&str) -> S
     check(&args.join(" "), &go, &ours, norm);
 }
 
+/// The block `serf agent -h` has beyond Go's text (serf-rs's own flags).
+const AGENT_EXTENSIONS: &str = include_str!("../src/commands/help/agent-extensions.txt");
+
+/// Go's output with [`AGENT_EXTENSIONS`] appended to the stream that
+/// carries `serf agent`'s usage text, if one does (see [`same_agent_help`]).
+fn with_agent_extensions(mut go: Run) -> Run {
+    if go.err.contains("Usage: serf agent") {
+        go.err.push_str(AGENT_EXTENSIONS);
+    } else if go.out.contains("Usage: serf agent") {
+        go.out.push_str(AGENT_EXTENSIONS);
+    }
+    go
+}
+
+/// `serf agent` help output: ours is Go's, with [`AGENT_EXTENSIONS`]
+/// appended to the stream that carries the help text (stderr for `-h`,
+/// stdout for a bad flag); everything else is identical.
+fn same_agent_help(args: &[&str], dir: &Path) {
+    let (go, ours) = both_sequential(args, &[], dir);
+    let mut want = go.clone();
+    if want.err.contains("Usage: serf agent") {
+        want.err.push_str(AGENT_EXTENSIONS);
+    } else {
+        assert!(want.out.contains("Usage: serf agent"), "no help in Go's output: {go:?}");
+        want.out.push_str(AGENT_EXTENSIONS);
+    }
+    assert_eq!(
+        want,
+        ours,
+        "`serf {}`: Go + our block (left) and ours (right) differ",
+        args.join(" ")
+    );
+}
+
 // ---------------------------------------------------------------------------
 
 #[test]
@@ -114,6 +148,15 @@ fn top_level_help_version_and_flag_errors() {
         "tags",
         "version",
     ] {
+        if cmd == "agent" {
+            // Our agent help is Go's text followed by a block of our own
+            // flags (HTTP API, DNS): compare with that block appended.
+            same_agent_help(&["agent", "-h"], &dir);
+            same_agent_help(&["agent", "--help"], &dir);
+            same_agent_help(&["-help", "agent"], &dir);
+            same_agent_help(&["agent", "-bogus-flag"], &dir);
+            continue;
+        }
         same(&[cmd, "-h"], &dir);
         same(&[cmd, "--help"], &dir);
         same(&["-help", cmd], &dir);
@@ -289,7 +332,7 @@ fn agent_config_errors_match_go() {
                         "the Go agent started with {case:?}: not an invalid config"
                     );
                     let ours = run(OUR_SERF, &args, &[], dir);
-                    check(&args.join(" "), &go, &ours, exact);
+                    check(&args.join(" "), &with_agent_extensions(go), &ours, exact);
                 })
             })
             .collect();

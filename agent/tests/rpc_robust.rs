@@ -24,7 +24,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use agent::rpc::codec::*;
-use agent::rpc::server::{MAX_CLIENTS, MAX_OBJECT, WRITE_HIGH_WATER};
+use agent::rpc::server::{HANDSHAKE_TIMEOUT, MAX_CLIENTS, MAX_OBJECT, WRITE_HIGH_WATER};
 use agent::rpc::Client;
 use common::raw::*;
 use common::*;
@@ -148,18 +148,6 @@ fn malformed_input() {
         ("header not a map", vec![0x93, 0x01, 0x02, 0x03], vec![]),
         ("nested too deep", [handshake(1), vec![0x91; 100], vec![0x01]].concat(), vec![""]),
         (
-            "declared 4 GiB string",
-            [
-                handshake(1),
-                header("event", 2),
-                vec![0x81, 0xa4],
-                b"Name".to_vec(),
-                vec![0xdb, 0xff, 0xff, 0xff, 0xff],
-            ]
-            .concat(),
-            vec![""],
-        ),
-        (
             "bad regexp",
             [
                 handshake(1),
@@ -180,7 +168,28 @@ fn malformed_input() {
         healthy(&mut a, "", what);
     }
 
-    // An object over MAX_OBJECT that really arrives: closed with a log line.
+    // A declared 4 GiB string in a body: nothing is buffered for it; the
+    // server reads past whatever arrives (as Go would wait for it), and the
+    // agent stays healthy meanwhile.
+    let mut c = connect(&a.rpc_addr());
+    let declared = [
+        handshake(1),
+        header("event", 2),
+        vec![0x81, 0xa4],
+        b"Name".to_vec(),
+        vec![0xdb, 0xff, 0xff, 0xff, 0xff],
+        vec![b'x'; 100_000],
+    ]
+    .concat();
+    c.write_all(&declared).unwrap();
+    let ex = read_until_quiet(&mut c, Duration::from_millis(300), Duration::from_secs(5));
+    assert!(!ex.closed && errors(&ex) == [""], "declared 4 GiB string: {ex:?}");
+    healthy(&mut a, "", "declared 4 GiB string");
+    drop(c);
+
+    // A body over MAX_OBJECT that really arrives is read past, not kept, and
+    // answered with the error Go gives for its size (Go has no bound and
+    // answers); the connection goes on serving.
     let big = req(
         "event",
         2,
@@ -192,11 +201,25 @@ fn malformed_input() {
     );
     let mut c = connect(&a.rpc_addr());
     c.write_all(&handshake(1)).unwrap();
-    let _ = c.write_all(&big);
+    c.write_all(&big).unwrap();
+    c.write_all(&header("members", 3)).unwrap();
     let ex = read_until_quiet(&mut c, Duration::from_millis(500), Duration::from_secs(5));
-    assert!(ex.closed && errors(&ex) == [""], "oversized: {ex:?}");
-    let log = std::fs::read_to_string(&a.log).unwrap();
-    assert!(log.contains(&format!("object larger than {MAX_OBJECT} bytes")), "{log}");
+    assert!(!ex.closed, "oversized: {ex:?}");
+    assert_eq!(
+        errors(&ex),
+        ["", "user event exceeds configured limit of 512 bytes before encoding", ""],
+        "oversized: {ex:?}"
+    );
+    // Other commands: our bound in plain words.
+    let big_join = req(
+        "join",
+        4,
+        &JoinRequest { existing: Some(vec!["x".repeat(MAX_OBJECT)]), replay: false },
+    );
+    c.write_all(&big_join).unwrap();
+    let ex = read_until_quiet(&mut c, Duration::from_millis(500), Duration::from_secs(5));
+    assert_eq!(errors(&ex), [format!("request body larger than {MAX_OBJECT} bytes")], "{ex:?}");
+    drop(c);
     healthy(&mut a, "", "oversized object");
     // One just under the limit is a normal request (refused by the
     // agent's event size limit, but answered).
@@ -392,11 +415,51 @@ fn idle_clients_and_the_client_limit() {
     idle.push(first);
     let rss_idle = a.rss_kib();
 
-    // Fill up to the limit (minus the connection `healthy` needs), then a
-    // few more: those are closed at once.
-    while idle.len() < MAX_CLIENTS {
-        idle.push(connect(&addr));
+    // Fill up to the limit with handshaken clients and 16 fresh ones that
+    // never handshake (the first 1000's silent half may already have met
+    // their deadline, so they are closed first). A few more connections shed the oldest silent ones,
+    // and each new one is served instead of refused.
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut full: Vec<TcpStream> = Vec::new();
+    while full.len() + 16 < MAX_CLIENTS {
+        let mut c = connect(&addr);
+        c.write_all(&handshake(1)).unwrap();
+        full.push(c);
     }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut unshaken: Vec<TcpStream> = (0..16).map(|_| connect(&addr)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let extra: Vec<TcpStream> = (0..8).map(|_| connect(&addr)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let closed = |c: &mut TcpStream| {
+        c.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut b = [0u8; 1];
+        matches!(c.read(&mut b), Ok(0))
+    };
+    let shed: Vec<usize> =
+        unshaken.iter_mut().enumerate().filter_map(|(i, c)| closed(c).then_some(i)).collect();
+    assert_eq!(shed, [0, 1, 2, 3, 4, 5, 6, 7], "the oldest un-handshaken clients are shed");
+    let log = std::fs::read_to_string(&a.log).unwrap();
+    assert!(log.contains("did not complete the handshake"), "no shedding logged");
+
+    // Un-handshaken clients are closed after HANDSHAKE_TIMEOUT.
+    let mut extra = extra;
+    std::thread::sleep(HANDSHAKE_TIMEOUT + Duration::from_millis(500));
+    assert!(
+        extra.iter_mut().chain(&mut unshaken[8..]).all(closed),
+        "un-handshaken clients outlived the deadline"
+    );
+    drop(extra);
+    drop(unshaken);
+
+    // When every connection has handshaken, a new one is closed at once.
+    while full.len() < MAX_CLIENTS {
+        let mut c = connect(&addr);
+        c.write_all(&handshake(1)).unwrap();
+        full.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(500));
     let extra: Vec<TcpStream> = (0..8).map(|_| connect(&addr)).collect();
     let mut refused = 0;
     for mut c in extra {
@@ -409,6 +472,7 @@ fn idle_clients_and_the_client_limit() {
     assert_eq!(refused, 8, "connections over MAX_CLIENTS are closed");
     let log = std::fs::read_to_string(&a.log).unwrap();
     assert!(log.contains("clients are already connected"), "no warning logged");
+    let mut idle = full;
     drop(idle.pop());
     std::thread::sleep(Duration::from_millis(200));
     healthy(&mut a, "", "the client limit");

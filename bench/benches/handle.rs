@@ -9,43 +9,12 @@
 //!
 //! `cargo bench -p bench --bench handle`
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bench::Fixture;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to `System` unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+use testkit::total_allocs;
 
 const CHECK_ITERS: u64 = 10_000;
 
@@ -54,11 +23,11 @@ fn assert_no_alloc(what: &str, mut f: impl FnMut()) {
     for _ in 0..1000 {
         f();
     }
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = total_allocs();
     for _ in 0..CHECK_ITERS {
         f();
     }
-    let n = ALLOCS.load(Ordering::Relaxed) - before;
+    let n = total_allocs() - before;
     assert_eq!(n, 0, "{what}: {n} allocations in {CHECK_ITERS} packets");
 }
 
@@ -99,9 +68,9 @@ fn receive(c: &mut Criterion) {
         for _ in 0..CHECK_ITERS {
             f.next_probe();
             let ack = core::mem::take(&mut f.ack);
-            let before = ALLOCS.load(Ordering::Relaxed);
+            let before = total_allocs();
             f.handle(&ack, from);
-            in_path += ALLOCS.load(Ordering::Relaxed) - before;
+            in_path += total_allocs() - before;
             f.ack = ack;
         }
         assert_eq!(in_path, 0, "ack: {in_path} allocations in {CHECK_ITERS} packets");

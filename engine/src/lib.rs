@@ -1,14 +1,12 @@
-//! The hot core of our Serf: a wire codec, sans-IO protocol state machines,
-//! a thread-per-core runtime and a deterministic cluster simulator.
+//! The hot core of our Serf, as one import for the binaries: the wire codec,
+//! the sans-IO protocol state machines, the thread-per-core runtime and the
+//! deterministic cluster simulator. Each lives in its own crate so that the
+//! compiler keeps the arrows of `ARCHITECTURE.md`:
 //!
-//! Dependencies point one way: [`wire`] knows nothing of protocol state;
-//! `proto` knows nothing of sockets, threads or the clock; `runtime` knows
-//! nothing of Serf semantics. See `DESIGN.md` at the workspace root.
+//! `wire` ← `proto` ← {`runtime`, `sim`} ← `engine` (this facade).
 
-pub mod proto;
-pub mod rng;
-pub mod runtime;
-pub mod sim;
-pub mod time;
-pub mod timer;
-pub mod wire;
+pub use proto;
+pub use proto::{rng, time, timer};
+pub use runtime;
+pub use sim;
+pub use wire;

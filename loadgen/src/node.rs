@@ -24,11 +24,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::Arc;
 
-use engine::proto::memberlist::{
-    Memberlist, Scratch, StreamId, StreamReply, StreamRequest, Transmit,
-};
+use engine::proto::memberlist::{Scratch, StreamId, StreamRequest, Transmit};
 use engine::proto::serf::{Event, MemberEventKind, Serf};
-use engine::proto::Endpoint;
+use engine::proto::{Endpoint, Forwarding, Input, Layer};
 use engine::time::Instant;
 
 /// Datagrams a stalled node queues before dropping (a socket buffer).
@@ -241,53 +239,82 @@ impl LgNode {
     }
 }
 
-impl Endpoint for LgNode {
+/// The wrapper is a layer over the Serf node: stalls and partitions decide
+/// which inputs and outputs pass, events become observations.
+impl Layer for LgNode {
+    type Inner = Serf;
     type Event = Obs;
 
-    fn handle_datagram(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        datagram: &mut [u8],
-        scratch: &mut Scratch,
-    ) {
-        if self.ctl.as_ref().is_some_and(|c| c.cut(self.idx, from)) {
-            return;
-        }
-        if self.stalled(now) {
-            if self.backlog.len() < STALL_BACKLOG {
-                self.backlog.push((from, datagram.to_vec()));
-            } else {
-                self.backlog_drops += 1;
+    fn inner(&self) -> &Serf {
+        &self.serf
+    }
+
+    fn inner_mut(&mut self, _: Forwarding) -> &mut Serf {
+        &mut self.serf
+    }
+
+    fn next_event(&mut self) -> Option<Obs> {
+        self.out.pop_front()
+    }
+
+    fn admit(&mut self, now: Instant, input: Input<'_>) -> bool {
+        match input {
+            Input::Datagram { from, datagram } => {
+                if self.ctl.as_ref().is_some_and(|c| c.cut(self.idx, from)) {
+                    return false;
+                }
+                if self.stalled(now) {
+                    if self.backlog.len() < STALL_BACKLOG {
+                        self.backlog.push((from, datagram.to_vec()));
+                    } else {
+                        self.backlog_drops += 1;
+                    }
+                    return false;
+                }
+                true
             }
-            return;
+            Input::Timeout { scratch } => {
+                if self.stalled(now) {
+                    return false;
+                }
+                if self.stalled_until.is_some() {
+                    self.resume(now, scratch);
+                }
+                let mut i = 0;
+                while i < self.blocked_streams.len() {
+                    let (id, deadline) = self.blocked_streams[i];
+                    if deadline <= now {
+                        self.blocked_streams.swap_remove(i);
+                        self.serf.handle_stream_error(now, id, "i/o timeout");
+                    } else {
+                        i += 1;
+                    }
+                }
+                true
+            }
+            Input::StreamReply { id, frame } => {
+                if self.stalled(now) {
+                    self.stream_backlog.push((id, Ok(frame.to_vec())));
+                    return false;
+                }
+                true
+            }
+            Input::StreamError { id, error } => {
+                if self.stalled(now) {
+                    self.stream_backlog.push((id, Err(error.to_string())));
+                    return false;
+                }
+                true
+            }
+            Input::StreamRequest { .. } => !self.stalled(now),
         }
-        self.serf.handle_datagram(now, from, datagram, scratch);
+    }
+
+    fn after_input(&mut self, now: Instant) {
         self.collect(now);
     }
 
-    fn handle_timeout(&mut self, now: Instant, scratch: &mut Scratch) {
-        if self.stalled(now) {
-            return;
-        }
-        if self.stalled_until.is_some() {
-            self.resume(now, scratch);
-        }
-        let mut i = 0;
-        while i < self.blocked_streams.len() {
-            let (id, deadline) = self.blocked_streams[i];
-            if deadline <= now {
-                self.blocked_streams.swap_remove(i);
-                self.serf.handle_stream_error(now, id, "i/o timeout");
-            } else {
-                i += 1;
-            }
-        }
-        self.serf.handle_timeout(now, scratch);
-        self.collect(now);
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
+    fn deadline(&self) -> Option<Instant> {
         if let Some(u) = self.stalled_until {
             return Some(u);
         }
@@ -298,82 +325,27 @@ impl Endpoint for LgNode {
         }
     }
 
-    fn poll_transmit(&mut self, buf: &mut [u8], scratch: &mut Scratch) -> Option<Transmit> {
-        if self.stalled_until.is_some() {
-            return None;
-        }
-        loop {
-            let t = self.serf.poll_transmit(buf, scratch)?;
-            if self.ctl.as_ref().is_some_and(|c| c.cut(self.idx, t.dst)) {
-                continue;
-            }
-            return Some(t);
-        }
-    }
-
-    fn poll_stream(&mut self, out: &mut Vec<u8>, scratch: &mut Scratch) -> Option<StreamRequest> {
-        if self.stalled_until.is_some() {
-            return None;
-        }
-        loop {
-            let r = self.serf.poll_stream(out, scratch)?;
-            if self.ctl.as_ref().is_some_and(|c| c.cut(self.idx, r.addr)) {
-                out.clear();
-                self.blocked_streams.push((r.id, r.deadline));
-                continue;
-            }
-            return Some(r);
-        }
-    }
-
-    fn handle_stream_reply(
-        &mut self,
-        now: Instant,
-        id: StreamId,
-        frame: &mut [u8],
-        scratch: &mut Scratch,
-    ) {
-        if self.stalled(now) {
-            self.stream_backlog.push((id, Ok(frame.to_vec())));
-            return;
-        }
-        self.serf.handle_stream_reply(now, id, frame, scratch);
+    fn after_output(&mut self) {
+        // What draining the Serf node's outputs settled, stamped with the
+        // time of the input they follow.
+        let now = self.last_now;
         self.collect(now);
     }
 
-    fn handle_stream_error(&mut self, now: Instant, id: StreamId, error: &str) {
-        if self.stalled(now) {
-            self.stream_backlog.push((id, Err(error.to_string())));
-            return;
-        }
-        self.serf.handle_stream_error(now, id, error);
-        self.collect(now);
+    fn holds_output(&self) -> bool {
+        self.stalled_until.is_some()
     }
 
-    fn handle_stream_request(
-        &mut self,
-        now: Instant,
-        frame: &mut [u8],
-        reply: &mut Vec<u8>,
-        scratch: &mut Scratch,
-    ) -> StreamReply {
-        if self.stalled(now) {
-            return StreamReply::Close;
-        }
-        let r = self.serf.handle_stream_request(now, frame, reply, scratch);
-        self.collect(now);
-        r
+    fn keep_transmit(&mut self, t: &Transmit) -> bool {
+        !self.ctl.as_ref().is_some_and(|c| c.cut(self.idx, t.dst))
     }
 
-    fn memberlist(&self) -> &Memberlist {
-        self.serf.memberlist()
-    }
-
-    fn poll_event(&mut self) -> Option<Obs> {
-        if self.out.is_empty() {
-            let now = self.last_now;
-            self.collect(now);
+    fn keep_stream(&mut self, r: &StreamRequest, out: &mut Vec<u8>) -> bool {
+        if self.ctl.as_ref().is_some_and(|c| c.cut(self.idx, r.addr)) {
+            out.clear();
+            self.blocked_streams.push((r.id, r.deadline));
+            return false;
         }
-        self.out.pop_front()
+        true
     }
 }

@@ -1,5 +1,3 @@
-// Filled by the mode modules as they are built.
-#![allow(dead_code)]
 //! The one report every mode fills: per-phase latency histograms, scalar
 //! figures, time series for plots and pass/fail checks. Rendering (table,
 //! JSON, plots) lives here too so the three modes are reported alike.

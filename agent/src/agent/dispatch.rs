@@ -7,15 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, TrySendError};
-use engine::proto::serf::coalesce::{Coalesced, Coalescer};
-use engine::proto::serf::Event;
+use engine::proto::serf::{Event, MemberEventKind};
 
+use super::coalesce::{Coalesced, Coalescer};
 use super::handlers::Runner;
 use super::log::Level;
 use super::snapshot::Snapshotter;
 use super::{
     lock, matches, multierror, JoinOutcome, QueryRecord, Shared, ShutdownReason, StreamItem,
 };
+use crate::metrics::Counters;
 
 /// How often the snapshot's member clock is checked and its file flushed.
 const TICK: Duration = Duration::from_millis(500);
@@ -96,6 +97,7 @@ impl Dispatcher {
         if let Some(f) = n {
             f();
         }
+        self.shared.view.wake();
     }
 
     fn on_event(&mut self, e: Event) {
@@ -103,6 +105,15 @@ impl Dispatcher {
         match e {
             Event::Log(l) => self.shared.logger.log(l.level.into(), l.component, &l.text),
             Event::Member { kind, member } => {
+                let c = &self.shared.counters;
+                Counters::inc(match kind {
+                    MemberEventKind::Join => &c.member_join,
+                    MemberEventKind::Leave => &c.member_left,
+                    MemberEventKind::Failed => &c.member_failed,
+                    MemberEventKind::Update => &c.member_update,
+                    MemberEventKind::Reap => &c.member_reap,
+                });
+                self.shared.view.bump();
                 if let Some(s) = &mut self.snapshot {
                     s.member(kind, &member);
                     if let Ok((clock, _, _)) = self.shared.serf.call(|s, _| s.clocks()) {
@@ -112,21 +123,25 @@ impl Dispatcher {
                 self.coalescer.push(now, Event::Member { kind, member });
             }
             Event::User(u) => {
+                Counters::inc(&self.shared.counters.events);
                 if let Some(s) = &mut self.snapshot {
                     s.event_clock(u.ltime);
                 }
                 self.coalescer.push(now, Event::User(u));
             }
             Event::Query(q) => {
+                Counters::inc(&self.shared.counters.queries);
                 if let Some(s) = &mut self.snapshot {
                     s.query_clock(q.ltime);
                 }
                 self.coalescer.push(now, Event::Query(q));
             }
             Event::QueryAck { id, from } => {
+                Counters::inc(&self.shared.counters.query_acks);
                 self.query_record(id, QueryRecord::Ack { from: from.to_string() })
             }
             Event::QueryResponse { id, from, payload } => {
+                Counters::inc(&self.shared.counters.query_responses);
                 self.query_record(id, QueryRecord::Response { from: from.to_string(), payload })
             }
             Event::QueryDone { id } => {
@@ -281,6 +296,7 @@ impl Dispatcher {
             }
         });
         if dropped > 0 {
+            Counters::add(&self.shared.counters.stream_drops, dropped);
             self.shared.logger.log(
                 Level::Warn,
                 "agent.ipc",

@@ -104,6 +104,55 @@ impl core::fmt::Debug for Logger {
     }
 }
 
+/// Go's gsyslog facility names and their values.
+fn syslog_facility(name: &str) -> Option<libc::c_int> {
+    Some(match name.to_ascii_uppercase().as_str() {
+        "KERN" => libc::LOG_KERN,
+        "USER" => libc::LOG_USER,
+        "MAIL" => libc::LOG_MAIL,
+        "DAEMON" => libc::LOG_DAEMON,
+        "AUTH" => libc::LOG_AUTH,
+        "SYSLOG" => libc::LOG_SYSLOG,
+        "LPR" => libc::LOG_LPR,
+        "NEWS" => libc::LOG_NEWS,
+        "UUCP" => libc::LOG_UUCP,
+        "CRON" => libc::LOG_CRON,
+        "AUTHPRIV" => libc::LOG_AUTHPRIV,
+        "FTP" => libc::LOG_FTP,
+        "LOCAL0" => libc::LOG_LOCAL0,
+        "LOCAL1" => libc::LOG_LOCAL1,
+        "LOCAL2" => libc::LOG_LOCAL2,
+        "LOCAL3" => libc::LOG_LOCAL3,
+        "LOCAL4" => libc::LOG_LOCAL4,
+        "LOCAL5" => libc::LOG_LOCAL5,
+        "LOCAL6" => libc::LOG_LOCAL6,
+        "LOCAL7" => libc::LOG_LOCAL7,
+        _ => return None,
+    })
+}
+
+/// What the Go agent hands syslog for a log line: the priority from the
+/// line's `[LEVEL]` tag (one step above the name: DEBUG is sent as
+/// LOG_INFO, INFO as LOG_NOTICE; an untagged line as LOG_NOTICE) and the
+/// text after `[LEVEL] ` (the date prefix is syslog's to add).
+fn syslog_record(line: &str) -> (libc::c_int, &str) {
+    let tagged = line.find('[').and_then(|x| {
+        let y = line[x..].find(']')?;
+        Some((&line[x + 1..x + y], line.get(x + y + 2..).unwrap_or("")))
+    });
+    let Some((level, rest)) = tagged else { return (libc::LOG_NOTICE, line) };
+    let prio = match level {
+        "TRACE" => libc::LOG_DEBUG,
+        "DEBUG" => libc::LOG_INFO,
+        "INFO" => libc::LOG_NOTICE,
+        "WARN" => libc::LOG_WARNING,
+        "ERR" => libc::LOG_ERR,
+        "CRIT" => libc::LOG_CRIT,
+        _ => libc::LOG_NOTICE,
+    };
+    (prio, rest)
+}
+
 /// Local wall-clock time as Go's default log prefix: `2006/01/02 15:04:05`.
 pub fn timestamp() -> String {
     #[allow(clippy::disallowed_methods)] // the agent owns the wall clock
@@ -149,20 +198,12 @@ impl Logger {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Also send lines to syslog with `facility` (e.g. `LOCAL0`).
+    /// Also send lines to syslog with `facility` (any of Go's gsyslog
+    /// names, case-insensitive: `KERN`, `USER`, ..., `LOCAL0`–`LOCAL7`),
+    /// tagged `serf[pid]` as the Go agent's lines are.
     pub fn enable_syslog(&self, facility: &str) -> Result<(), String> {
-        let fac = match facility.to_ascii_uppercase().as_str() {
-            "LOCAL0" => libc::LOG_LOCAL0,
-            "LOCAL1" => libc::LOG_LOCAL1,
-            "LOCAL2" => libc::LOG_LOCAL2,
-            "LOCAL3" => libc::LOG_LOCAL3,
-            "LOCAL4" => libc::LOG_LOCAL4,
-            "LOCAL5" => libc::LOG_LOCAL5,
-            "LOCAL6" => libc::LOG_LOCAL6,
-            "LOCAL7" => libc::LOG_LOCAL7,
-            "USER" => libc::LOG_USER,
-            "DAEMON" => libc::LOG_DAEMON,
-            other => return Err(format!("invalid syslog facility: {other}")),
+        let Some(fac) = syslog_facility(facility) else {
+            return Err(format!("invalid syslog facility: {facility}"));
         };
         static IDENT: &[u8] = b"serf\0";
         // SAFETY: `IDENT` is a static NUL-terminated string; openlog keeps the pointer.
@@ -194,13 +235,8 @@ impl Logger {
             let _ = writeln!(g.out, "    {line}");
             let _ = g.out.flush();
             if g.syslog {
-                let prio = match level {
-                    Level::Trace | Level::Debug => libc::LOG_DEBUG,
-                    Level::Info => libc::LOG_INFO,
-                    Level::Warn => libc::LOG_WARNING,
-                    Level::Err => libc::LOG_ERR,
-                };
-                if let Ok(c) = std::ffi::CString::new(line.clone()) {
+                let (prio, message) = syslog_record(&line);
+                if let Ok(c) = std::ffi::CString::new(message) {
                     // SAFETY: a valid NUL-terminated message and a constant "%s" format.
                     unsafe { libc::syslog(prio, c"%s".as_ptr(), c.as_ptr()) };
                 }
@@ -287,6 +323,23 @@ impl Write for Captured {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syslog_records_as_go_sends_them() {
+        let line = "2026/12/07 10:00:00 [INFO] agent: Serf agent starting";
+        assert_eq!(syslog_record(line), (libc::LOG_NOTICE, "agent: Serf agent starting"));
+        assert_eq!(syslog_record("d [DEBUG] memberlist: x").0, libc::LOG_INFO);
+        assert_eq!(syslog_record("d [TRACE] memberlist: x").0, libc::LOG_DEBUG);
+        assert_eq!(syslog_record("d [WARN] serf: x"), (libc::LOG_WARNING, "serf: x"));
+        assert_eq!(syslog_record("d [ERR] agent: x").0, libc::LOG_ERR);
+        assert_eq!(syslog_record("no tag at all"), (libc::LOG_NOTICE, "no tag at all"));
+        assert_eq!(syslog_record("d [ODD] x"), (libc::LOG_NOTICE, "x"));
+        assert_eq!(syslog_record("d [INFO]"), (libc::LOG_NOTICE, ""));
+        for f in ["kern", "AUTHPRIV", "ftp", "Local7", "DAEMON", "user", "cron"] {
+            assert!(syslog_facility(f).is_some(), "{f}");
+        }
+        assert_eq!(syslog_facility("LOCAL8"), None);
+    }
 
     #[test]
     fn console_filters_monitors_replay_all_levels() {

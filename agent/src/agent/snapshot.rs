@@ -108,12 +108,11 @@ impl Snapshotter {
         rejoin_after_leave: bool,
         logger: &Logger,
     ) -> Result<Snapshotter, String> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(path)
-            .map_err(|e| format!("failed to open snapshot: {e}"))?;
+        let shown = path.display().to_string();
+        let file =
+            OpenOptions::new().create(true).append(true).read(true).open(path).map_err(|e| {
+                format!("failed to open snapshot: {}", gonet::path_error("open", &shown, &e))
+            })?;
         let mut text = String::new();
         for line in BufReader::new(&file).lines() {
             match line {
@@ -121,7 +120,12 @@ impl Snapshotter {
                     text.push_str(&l);
                     text.push('\n');
                 }
-                Err(e) => return Err(format!("failed to read snapshot: {e}")),
+                Err(e) => {
+                    return Err(format!(
+                        "failed to read snapshot: {}",
+                        gonet::path_error("read", &shown, &e)
+                    ))
+                }
             }
         }
         if rejoin_after_leave && text.lines().any(|l| l == "leave") {

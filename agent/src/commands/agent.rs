@@ -18,6 +18,8 @@ use super::{texts, Ui};
 use crate::agent::log::{Level, Logger};
 use crate::agent::{Agent, AgentHandle, ShutdownReason};
 use crate::config::{self, AgentConfig, Loaded, ReadError};
+use crate::dns::DnsServer;
+use crate::http::HttpServer;
 use crate::rpc::server::RpcServer;
 
 /// How long a graceful leave on SIGINT may take (Go's `gracefulTimeout`).
@@ -73,7 +75,22 @@ pub fn run(args: &[String], ui: &mut Ui<'_>) -> i32 {
             return 1;
         }
     };
-    banner(ui, c, &agent);
+    // serf-rs only: the HTTP API and the DNS interface, when configured.
+    let http = match c.http_addr.map(|a| HttpServer::start(a, handle.clone())).transpose() {
+        Ok(h) => h,
+        Err(e) => {
+            ui.output(&format!("==> Error starting HTTP listener: {e}"));
+            return 1;
+        }
+    };
+    let dns = match c.dns_addr.map(|a| DnsServer::start(a, handle.clone())).transpose() {
+        Ok(d) => d,
+        Err(e) => {
+            ui.output(&format!("==> Error starting DNS listener: {e}"));
+            return 1;
+        }
+    };
+    banner(ui, c, &agent, http.as_ref(), dns.as_ref());
     if !c.start_join.is_empty() {
         ui.output(&format!("==> Joining cluster...(replay: {})", c.replay_on_join));
         let outcome = handle.join(&c.start_join, c.replay_on_join).recv();
@@ -102,6 +119,12 @@ pub fn run(args: &[String], ui: &mut Ui<'_>) -> i32 {
     ui.output("");
     gate.open();
     let code = wait(&agent, &handle, &logger, args, ui, &retry_failed);
+    if let Some(h) = http {
+        h.shutdown();
+    }
+    if let Some(d) = dns {
+        d.shutdown();
+    }
     rpc.shutdown();
     logger.log(Level::Info, "agent", "requesting serf shutdown");
     let left =
@@ -115,7 +138,13 @@ pub fn run(args: &[String], ui: &mut Ui<'_>) -> i32 {
 }
 
 /// The startup block after `Serf agent running!`.
-fn banner(ui: &mut Ui<'_>, c: &AgentConfig, agent: &Agent) {
+fn banner(
+    ui: &mut Ui<'_>,
+    c: &AgentConfig,
+    agent: &Agent,
+    http: Option<&HttpServer>,
+    dns: Option<&DnsServer>,
+) {
     ui.output("==> Serf agent running!");
     let line = |label: &str, value: String| format!("{label:>31}: {value}");
     ui.info(&line("Node name", format!("'{}'", c.node_name)));
@@ -125,6 +154,13 @@ fn banner(ui: &mut Ui<'_>, c: &AgentConfig, agent: &Agent) {
         ui.info(&format!("    Advertise addr: '{}'", agent.advertise));
     }
     ui.info(&line("RPC addr", format!("'{}'", c.rpc_addr)));
+    // Only when turned on, so the banner stays Go's otherwise.
+    if let Some(h) = http {
+        ui.info(&line("HTTP addr", format!("'{}'", h.local_addr())));
+    }
+    if let Some(d) = dns {
+        ui.info(&line("DNS addr", format!("'{}' (domain {})", d.local_addr(), c.domain)));
+    }
     let encrypted = c.encrypt_key.is_some() || c.keyring_file.is_some();
     ui.info(&line("Encrypted", encrypted.to_string()));
     ui.info(&line("Snapshot", c.snapshot_path.is_some().to_string()));

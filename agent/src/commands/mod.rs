@@ -8,6 +8,7 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::go::flag::{FlagError, FlagSet, Parsed};
 use crate::rpc::codec::Tags;
@@ -87,8 +88,11 @@ const fn help(text: &'static str) -> &'static str {
 /// The Go binary's help texts, captured by `scripts/capture-cli-help.sh`.
 pub mod texts {
     use super::help;
-    /// `serf agent -h`.
-    pub const AGENT: &str = help(include_str!("help/agent.txt"));
+    /// `serf agent -h`: Go's text, then our own flags in a block of their own.
+    pub const AGENT: &str =
+        help(concat!(include_str!("help/agent.txt"), include_str!("help/agent-extensions.txt")));
+    /// The block of `serf agent -h` that Go's text does not have.
+    pub const AGENT_EXTENSIONS: &str = include_str!("help/agent-extensions.txt");
     /// `serf event -h`.
     pub const EVENT: &str = help(include_str!("help/event.txt"));
     /// `serf force-leave -h`.
@@ -205,31 +209,21 @@ pub fn trim_space(s: &str) -> &str {
     s.trim_matches(|c: char| c.is_whitespace())
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
+static INTERRUPTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
 /// Catches SIGINT for the whole process, as the Go CLI does for every
 /// command: Ctrl-C no longer kills it; commands that watch for it
 /// (`monitor`, `query`, `reachability`) check [`interrupted`], the others
 /// carry on.
 pub fn catch_interrupts() {
-    // SAFETY: the handler only stores to an atomic, which is
-    // async-signal-safe; `sa` is fully initialised before the call.
-    unsafe {
-        let mut sa: libc::sigaction = core::mem::zeroed();
-        sa.sa_sigaction = on_sigint as *const () as usize;
-        sa.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(libc::SIGINT, &sa, core::ptr::null_mut());
-    }
+    let flag = INTERRUPTED.get_or_init(|| Arc::new(AtomicBool::new(false)));
+    // Registering only fails for a forbidden signal, which SIGINT is not.
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(flag));
 }
 
 /// Whether SIGINT arrived since [`catch_interrupts`].
 pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
+    INTERRUPTED.get().is_some_and(|f| f.load(Ordering::SeqCst))
 }
 
 #[cfg(test)]

@@ -492,6 +492,162 @@ fn write_value(s: &mut String, v: &Out, depth: usize) {
     }
 }
 
+/// A streaming JSON writer with Go's `encoding/json` string rules (HTML
+/// escaping), compact like `json.Marshal` or indented like
+/// `json.MarshalIndent(v, "", indent)`. The caller keeps keys and values
+/// alternating; the writer places commas, colons and newlines.
+#[derive(Debug)]
+pub struct Writer {
+    out: String,
+    indent: &'static str,
+    /// Per open container: whether it has an element yet.
+    stack: Vec<bool>,
+    /// A key was just written: the next value follows it on the same line.
+    after_key: bool,
+}
+
+impl Writer {
+    /// A compact writer (`indent` empty) or an indenting one.
+    pub fn new(indent: &'static str) -> Writer {
+        Writer { out: String::new(), indent, stack: Vec::new(), after_key: false }
+    }
+
+    /// The text written.
+    pub fn finish(self) -> String {
+        self.out
+    }
+
+    fn newline(&mut self) {
+        if self.indent.is_empty() {
+            return;
+        }
+        self.out.push('\n');
+        for _ in 0..self.stack.len() {
+            self.out.push_str(self.indent);
+        }
+    }
+
+    /// Before a value or a key: the comma and line break it needs.
+    fn element(&mut self) {
+        if self.after_key {
+            self.after_key = false;
+            return;
+        }
+        if let Some(has) = self.stack.last_mut() {
+            let had = *has;
+            *has = true;
+            if had {
+                self.out.push(',');
+            }
+            self.newline();
+        }
+    }
+
+    fn open(&mut self, c: char) -> &mut Self {
+        self.element();
+        self.out.push(c);
+        self.stack.push(false);
+        self
+    }
+
+    fn close(&mut self, c: char) -> &mut Self {
+        if self.stack.pop() == Some(true) {
+            self.newline();
+        }
+        self.out.push(c);
+        self
+    }
+
+    /// `{`
+    pub fn begin_object(&mut self) -> &mut Self {
+        self.open('{')
+    }
+
+    /// `}`
+    pub fn end_object(&mut self) -> &mut Self {
+        self.close('}')
+    }
+
+    /// `[`
+    pub fn begin_array(&mut self) -> &mut Self {
+        self.open('[')
+    }
+
+    /// `]`
+    pub fn end_array(&mut self) -> &mut Self {
+        self.close(']')
+    }
+
+    /// An object key; the next call writes its value.
+    pub fn key(&mut self, k: &str) -> &mut Self {
+        self.element();
+        write_string(&mut self.out, k.as_bytes());
+        self.out.push(':');
+        if !self.indent.is_empty() {
+            self.out.push(' ');
+        }
+        self.after_key = true;
+        self
+    }
+
+    /// A string value (bytes that are not UTF-8 print as `\ufffd`).
+    pub fn string(&mut self, v: &[u8]) -> &mut Self {
+        self.element();
+        write_string(&mut self.out, v);
+        self
+    }
+
+    /// A string value.
+    pub fn str(&mut self, v: &str) -> &mut Self {
+        self.string(v.as_bytes())
+    }
+
+    /// An unsigned integer.
+    pub fn uint(&mut self, v: u64) -> &mut Self {
+        self.element();
+        self.out.push_str(&v.to_string());
+        self
+    }
+
+    /// A signed integer.
+    pub fn int(&mut self, v: i64) -> &mut Self {
+        self.element();
+        self.out.push_str(&v.to_string());
+        self
+    }
+
+    /// A float; non-finite values (which JSON cannot carry) print as 0.
+    pub fn float(&mut self, v: f64) -> &mut Self {
+        self.element();
+        let v = if v.is_finite() { v } else { 0.0 };
+        self.out.push_str(&v.to_string());
+        self
+    }
+
+    /// `true` / `false`.
+    pub fn bool(&mut self, v: bool) -> &mut Self {
+        self.element();
+        self.out.push_str(if v { "true" } else { "false" });
+        self
+    }
+
+    /// `null`.
+    pub fn null(&mut self) -> &mut Self {
+        self.element();
+        self.out.push_str("null");
+        self
+    }
+
+    /// A `map[string]string` with keys in the given (sorted) order.
+    pub fn string_map<'a>(&mut self, m: impl IntoIterator<Item = (&'a str, &'a str)>) -> &mut Self {
+        self.begin_object();
+        for (k, v) in m {
+            self.key(k).str(v);
+        }
+        self.end_object()
+    }
+}
+
 /// Go's JSON string encoding with HTML escaping (Go 1.19 rules).
 fn write_string(s: &mut String, b: &[u8]) {
     s.push('"');
@@ -518,6 +674,28 @@ fn write_string(s: &mut String, b: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writer_compact_and_indented() {
+        let build = |w: &mut Writer| {
+            w.begin_object().key("A").uint(1).key("B").begin_array();
+            w.str("x<y").float(0.5).bool(true).null().end_array();
+            w.key("C").begin_object().end_object().key("D").begin_array().end_array();
+            w.key("E").string_map([("k", "v")]).key("F").int(-2).end_object();
+        };
+        let mut w = Writer::new("");
+        build(&mut w);
+        assert_eq!(
+            w.finish(),
+            r#"{"A":1,"B":["x\u003cy",0.5,true,null],"C":{},"D":[],"E":{"k":"v"},"F":-2}"#
+        );
+        let mut w = Writer::new("    ");
+        build(&mut w);
+        assert_eq!(
+            w.finish(),
+            "{\n    \"A\": 1,\n    \"B\": [\n        \"x\\u003cy\",\n        0.5,\n        true,\n        null\n    ],\n    \"C\": {},\n    \"D\": [],\n    \"E\": {\n        \"k\": \"v\"\n    },\n    \"F\": -2\n}"
+        );
+    }
 
     fn dec_err(s: &str) -> String {
         decode_first(s.as_bytes()).unwrap_err()

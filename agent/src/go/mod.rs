@@ -10,5 +10,5 @@ pub mod columnize;
 pub mod flag;
 pub mod fmt;
 pub mod json;
-pub mod net;
+pub use gonet as net;
 pub mod time;

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use agent::rpc::client::{Client, Incoming};
-use agent::rpc::codec::Value;
+use rpc::client::{Client, Incoming};
+use rpc::codec::Value;
 
 use super::agents::node_index;
 

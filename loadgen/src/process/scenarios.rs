@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use agent::rpc::client::{Incoming, QueryParams};
+use rpc::client::{Incoming, QueryParams};
 
 use super::agents::{count_log_lines, count_log_lines_where, log_sizes, node_name};
 use super::observe::{self, Kind, Obs};

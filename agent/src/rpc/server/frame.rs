@@ -120,6 +120,83 @@ impl Framer {
     }
 }
 
+/// What [`Skipper::feed`] reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// The object ended; bytes after it belong to the next one.
+    Done,
+    /// Every byte given was consumed (or the next item's length bytes have
+    /// not arrived); feed more.
+    More,
+    /// The bytes can never form an object (`WrongType` or `TooDeep`).
+    Invalid(WireError),
+}
+
+/// Reads past one object of any size without keeping it: the bytes of an
+/// oversized request body are consumed as they arrive, so it costs CPU, not
+/// memory, and the request can still be answered with an error.
+#[derive(Clone, Copy, Debug)]
+pub struct Skipper {
+    pending: [u64; LEVELS],
+    depth: usize,
+    /// Data bytes of the current string, binary or extension still to skip.
+    payload_left: u64,
+}
+
+impl Default for Skipper {
+    fn default() -> Self {
+        let mut pending = [0; LEVELS];
+        pending[0] = 1;
+        Skipper { pending, depth: 1, payload_left: 0 }
+    }
+}
+
+impl Skipper {
+    /// Consumes a prefix of `buf` (the next bytes of the object); returns
+    /// how many bytes it consumed and where it got to.
+    pub fn feed(&mut self, buf: &[u8]) -> (usize, Skip) {
+        let mut pos = 0usize;
+        loop {
+            if self.payload_left > 0 {
+                let left = buf.len().saturating_sub(pos);
+                let take = usize::try_from(self.payload_left).unwrap_or(usize::MAX).min(left);
+                pos += take;
+                self.payload_left -= take as u64;
+                if self.payload_left > 0 {
+                    return (pos, Skip::More);
+                }
+            }
+            if self.depth == 0 {
+                return (pos, Skip::Done);
+            }
+            if self.depth > MAX_DEPTH as usize {
+                return (pos, Skip::Invalid(WireError::TooDeep));
+            }
+            let Some(&m) = buf.get(pos) else { return (pos, Skip::More) };
+            let rest = buf.get(pos + 1..).unwrap_or(&[]);
+            let item = match item_shape(m, rest) {
+                Shape::Item(i) => i,
+                Shape::NeedLength(_) => return (pos, Skip::More),
+                Shape::Bad => return (pos, Skip::Invalid(WireError::WrongType)),
+            };
+            pos += 1 + item.header;
+            self.payload_left = item.payload as u64;
+            if let Some(top) = self.depth.checked_sub(1).and_then(|i| self.pending.get_mut(i)) {
+                *top = top.saturating_sub(1);
+            }
+            if item.children > 0 {
+                if let Some(slot) = self.pending.get_mut(self.depth) {
+                    *slot = item.children;
+                    self.depth += 1;
+                }
+            }
+            while self.depth > 0 && self.pending.get(self.depth - 1) == Some(&0) {
+                self.depth -= 1;
+            }
+        }
+    }
+}
+
 /// The layout of one value after its marker byte.
 struct Item {
     /// Length bytes after the marker.
@@ -315,6 +392,56 @@ mod tests {
         let obj = [vec![0xc5, 0x03, 0xfd], vec![0; 1021]].concat();
         assert_eq!(obj.len(), 1024);
         assert_eq!(f.scan(&obj), Scan::Complete(1024));
+    }
+
+    #[test]
+    fn the_skipper_agrees_with_the_framer_on_every_split() {
+        for obj in objects() {
+            let mut with_next = obj.clone();
+            with_next.extend_from_slice(&[0x93, 1, 2, 3]);
+            for step in [1, 2, 3, 7, 64, usize::MAX] {
+                let mut sk = Skipper::default();
+                let mut consumed = 0;
+                let mut fed = 0usize;
+                let outcome = loop {
+                    fed = fed.saturating_add(step).min(with_next.len());
+                    let (n, r) = sk.feed(&with_next[consumed..fed]);
+                    consumed += n;
+                    if r != Skip::More || fed == with_next.len() {
+                        break r;
+                    }
+                };
+                match reference(&obj) {
+                    Scan::Complete(n) => {
+                        assert_eq!(outcome, Skip::Done, "{obj:02x?} step {step}");
+                        assert_eq!(consumed, n, "{obj:02x?} step {step}");
+                    }
+                    Scan::Invalid(e) => assert_eq!(outcome, Skip::Invalid(e), "{obj:02x?}"),
+                    Scan::Partial => unreachable!("objects() are complete or invalid"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_skipper_keeps_nothing_of_a_huge_binary() {
+        // bin32 of 3 MiB inside a map, fed in 64 KiB chunks.
+        let len: u32 = 3 << 20;
+        let mut head = vec![0x81, 0xa7];
+        head.extend_from_slice(b"Payload");
+        head.push(0xc6);
+        head.extend_from_slice(&len.to_be_bytes());
+        let mut sk = Skipper::default();
+        assert_eq!(sk.feed(&head), (head.len(), Skip::More));
+        let chunk = vec![0u8; 64 * 1024];
+        let mut left = len as usize;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            let (used, r) = sk.feed(&chunk[..n]);
+            assert_eq!(used, n);
+            left -= n;
+            assert_eq!(r, if left == 0 { Skip::Done } else { Skip::More });
+        }
     }
 
     #[test]

@@ -7,6 +7,13 @@
 //! buffer (Go serves a connection's requests strictly in order), while
 //! records of streams, the monitor and queries keep flowing.
 //!
+//! [`Session::execute`] decodes a command's body and hands it to that
+//! command's method; the methods are grouped by family (the connection, the
+//! cluster, members, subscriptions, keys, information, queries). Replies and
+//! records are encoded once, straight into the write buffer
+//! ([`codec::append`]); member lists come from the engine's own members
+//! through [`super::members`].
+//!
 //! Memory per session is bounded: the read buffer holds at most
 //! [`MAX_OBJECT`] unconsumed bytes (a larger object closes the connection),
 //! the write buffer stops taking records and requests at [`WRITE_HIGH_WATER`]
@@ -20,16 +27,17 @@ use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TryRecvError};
-use engine::proto::serf::{KeyOp, Member as EngineMember, QueryParams, RespondError};
+use engine::proto::serf::{KeyOp, QueryParams, RespondError};
 use engine::time::Instant;
-use engine::wire::msgpack::{encoded_len, Dialect, Writer};
+use engine::wire::msgpack::{Dialect, Writer};
 use mio::net::TcpStream;
 
-use super::frame::{Framer, Scan};
+use super::frame::{Framer, Scan, Skip, Skipper};
+use super::members::{self, MemberFilter, MembersScratch};
 use super::Ctx;
 use crate::agent::log::Level;
 use crate::agent::{JoinOutcome, QueryRecord as AgentRecord, ShutdownReason, StreamItem};
-use crate::rpc::codec::{self, errors, query_record, Command, Decode, Encode};
+use crate::rpc::codec::{self, errors, query_record, Command, Decode, Encode, ResponseHeaderView};
 
 /// Largest request object (header or body) a client may send, bytes. The
 /// Go CLI's largest requests are a few KiB (a query payload is limited to
@@ -54,6 +62,10 @@ const OBJECTS_PER_ROUND: usize = 8;
 const PUMP_ROUNDS: usize = 32;
 /// Buffer capacity kept across idle periods, bytes.
 const KEEP_CAPACITY: usize = 64 * 1024;
+/// Room first offered to a reply or record other than a member list, bytes
+/// (headers, log lines, query records and the like fit; a larger one is
+/// encoded again with twice the room).
+const REPLY_SIZE_HINT: usize = 512;
 
 /// Error text for `stream` past [`MAX_STREAMS_PER_SESSION`] or the
 /// server-wide stream limit (no Go equivalent).
@@ -72,6 +84,14 @@ enum Expect {
         seq: u64,
         cmd: Command,
         discard: bool,
+    },
+    /// The body of `cmd` is over [`MAX_OBJECT`]: its bytes are skipped as
+    /// they arrive, then the request is answered with an error (Go, which
+    /// has no bound, answers such a request rather than dropping the
+    /// connection).
+    Oversize {
+        seq: u64,
+        cmd: Command,
     },
 }
 
@@ -140,6 +160,8 @@ pub struct Session {
     rbuf: Vec<u8>,
     rpos: usize,
     framer: Framer,
+    /// Reads past an oversized body ([`Expect::Oversize`]).
+    skipper: Skipper,
     /// The socket may have unread bytes (edge-triggered readiness).
     readable: bool,
     eof: bool,
@@ -170,6 +192,7 @@ impl Session {
             rbuf: Vec::new(),
             rpos: 0,
             framer: Framer::new(MAX_OBJECT),
+            skipper: Skipper::default(),
             readable: true,
             eof: false,
             wbuf: Vec::new(),
@@ -189,6 +212,11 @@ impl Session {
     }
 
     /// The socket, for (de)registration with the poll.
+    /// Whether the client completed the handshake.
+    pub fn handshaken(&self) -> bool {
+        self.handshaken
+    }
+
     pub fn conn_mut(&mut self) -> &mut TcpStream {
         &mut self.conn
     }
@@ -401,30 +429,22 @@ impl Session {
     /// Appends header and body as one unit (Go writes the pair under one
     /// lock, so pairs never interleave).
     fn send(&mut self, ctx: &Ctx, seq: u64, error: &str, body: Option<&dyn Encode>) {
-        let header = codec::ResponseHeader { error: error.to_string(), seq };
-        let encode = |w: &mut Writer<'_>| {
+        let header = ResponseHeaderView { error, seq };
+        let r = codec::append(&mut self.wbuf, REPLY_SIZE_HINT, |w| {
             header.encode(w)?;
-            match body {
-                Some(b) => b.encode(w),
-                None => Ok(()),
-            }
-        };
-        let n = match encoded_len(Dialect::Rpc, encode) {
-            Ok(n) => n,
-            Err(e) => {
-                ctx.agent.logger().log(
-                    Level::Err,
-                    "agent.ipc",
-                    &format!("Failed to encode a reply to {}: {e}", self.peer),
-                );
-                return;
-            }
-        };
-        let start = self.wbuf.len();
-        self.wbuf.resize(start + n, 0);
-        let mut w = Writer::new(self.wbuf.get_mut(start..).unwrap_or(&mut []), Dialect::Rpc);
-        if encode(&mut w).is_err() {
-            self.wbuf.truncate(start);
+            body.map_or(Ok(()), |b| b.encode(w))
+        });
+        self.log_encode_failure(ctx, r);
+    }
+
+    /// Logs a reply that could not be encoded (nothing of it was queued).
+    fn log_encode_failure(&self, ctx: &Ctx, r: engine::wire::Result<usize>) {
+        if let Err(e) = r {
+            ctx.agent.logger().log(
+                Level::Err,
+                "agent.ipc",
+                &format!("Failed to encode a reply to {}: {e}", self.peer),
+            );
         }
     }
 
@@ -441,6 +461,37 @@ impl Session {
                 return progress;
             }
             let unread = self.rbuf.get(self.rpos..).unwrap_or(&[]);
+            if let Expect::Oversize { seq, cmd } = self.expect {
+                let (used, step) = self.skipper.feed(unread);
+                self.rpos += used;
+                match step {
+                    Skip::Done => {
+                        self.expect = Expect::Header;
+                        self.framer.reset();
+                        let why = oversize_error(ctx, cmd);
+                        self.reply(ctx, seq, &why);
+                        progress = true;
+                        continue;
+                    }
+                    Skip::More => {
+                        if self.eof {
+                            self.log_decode_failure(ctx, "unexpected EOF");
+                            self.begin_close(ctx);
+                            return true;
+                        }
+                        if self.rpos == self.rbuf.len() {
+                            self.rbuf.clear();
+                            self.rpos = 0;
+                        }
+                        return progress || used > 0;
+                    }
+                    Skip::Invalid(e) => {
+                        self.log_decode_failure(ctx, &e.to_string());
+                        self.begin_close(ctx);
+                        return true;
+                    }
+                }
+            }
             match self.framer.scan(unread) {
                 Scan::Complete(n) => {
                     let start = self.rpos;
@@ -468,6 +519,15 @@ impl Session {
                     }
                     return progress;
                 }
+                Scan::Invalid(engine::wire::Error::TooLarge)
+                    if matches!(self.expect, Expect::Body { discard: false, .. }) =>
+                {
+                    if let Expect::Body { seq, cmd, .. } = self.expect {
+                        self.expect = Expect::Oversize { seq, cmd };
+                        self.skipper = Skipper::default();
+                    }
+                    progress = true;
+                }
                 Scan::Invalid(e) => {
                     let why = match e {
                         engine::wire::Error::TooLarge => {
@@ -487,7 +547,7 @@ impl Session {
     fn log_decode_failure(&self, ctx: &Ctx, why: &str) {
         let what = match self.expect {
             Expect::Header => "failed to decode request header".to_string(),
-            Expect::Body { cmd, .. } => {
+            Expect::Body { cmd, .. } | Expect::Oversize { cmd, .. } => {
                 format!("Failed to evaluate request: decode failed ({})", cmd.name())
             }
         };
@@ -497,6 +557,8 @@ impl Session {
     fn on_object(&mut self, ctx: &mut Ctx, obj: &[u8]) {
         match self.expect {
             Expect::Header => self.on_header(ctx, obj),
+            // Skipped in `process_input`, never framed.
+            Expect::Oversize { .. } => {}
             Expect::Body { seq, cmd, discard } => {
                 self.expect = Expect::Header;
                 if !discard {
@@ -568,7 +630,9 @@ impl Session {
     }
 
     /// Runs `cmd`. `Err` is Go's "failed to evaluate" text: the connection
-    /// closes without a reply.
+    /// closes without a reply. Each command's body is decoded here, before
+    /// anything else happens, and handed to its method (grouped below by
+    /// family).
     fn execute(
         &mut self,
         ctx: &mut Ctx,
@@ -578,194 +642,252 @@ impl Session {
     ) -> Result<(), String> {
         let converted = positional(body, go_fields(cmd));
         let body = converted.as_deref().unwrap_or(body);
-        let agent = ctx.agent.clone();
-        let log = agent.logger();
         match cmd {
-            Command::Handshake => {
-                let r: codec::HandshakeRequest = decode(body)?;
-                let err = if r.version != 1 {
-                    errors::UNSUPPORTED_IPC_VERSION
-                } else if self.handshaken {
-                    errors::DUPLICATE_HANDSHAKE
-                } else {
-                    self.handshaken = true;
-                    ""
-                };
-                self.reply(ctx, seq, err);
+            Command::Handshake => self.handshake(ctx, seq, decode(body)?),
+            Command::Auth => self.auth(ctx, seq, decode(body)?),
+            Command::Event => self.user_event(ctx, seq, decode(body)?),
+            Command::ForceLeave => self.force_leave(ctx, seq, decode(body)?),
+            Command::Join => self.join(ctx, seq, decode(body)?),
+            Command::Members => self.send_members(ctx, seq, None),
+            Command::MembersFiltered => self.members_filtered(ctx, seq, decode(body)?)?,
+            Command::Tags => self.set_tags(ctx, seq, decode(body)?),
+            Command::Stream => self.stream(ctx, seq, decode(body)?),
+            Command::Monitor => self.monitor(ctx, seq, decode(body)?),
+            Command::Stop => self.stop(ctx, seq, decode(body)?),
+            Command::Leave => self.leave(ctx, seq),
+            Command::Query => self.query(ctx, seq, decode(body)?),
+            Command::Respond => self.respond(ctx, seq, decode(body)?),
+            Command::InstallKey => {
+                self.change_key(ctx, seq, KeyOp::Install, "key installation", decode(body)?);
             }
-            Command::Auth => {
-                let r: codec::AuthRequest = decode(body)?;
-                let err = if r.auth_key == ctx.auth {
-                    self.authed = true;
-                    ""
-                } else {
-                    errors::INVALID_AUTH_TOKEN
-                };
-                self.reply(ctx, seq, err);
+            Command::UseKey => {
+                self.change_key(ctx, seq, KeyOp::Use, "primary key change", decode(body)?);
             }
-            Command::Event => {
-                let r: codec::EventRequest = decode(body)?;
-                let payload = r.payload.as_deref().unwrap_or(&[]);
-                let err = agent.user_event(&r.name, payload, r.coalesce).err().unwrap_or_default();
-                self.reply(ctx, seq, &err);
+            Command::RemoveKey => {
+                self.change_key(ctx, seq, KeyOp::Remove, "key removal", decode(body)?);
             }
-            Command::ForceLeave => {
-                let r: codec::ForceLeaveRequest = decode(body)?;
-                let prune = if r.prune { " (prune)" } else { "" };
-                log.log(Level::Info, "agent", &format!("Force leaving node{prune}: {}", r.node));
-                self.pending = Some(Pending::ForceLeave(seq, agent.force_leave(&r.node, r.prune)));
-            }
-            Command::Join => {
-                let r: codec::JoinRequest = decode(body)?;
-                let addrs = r.existing.unwrap_or_default();
-                if addrs.is_empty() {
-                    // Go's memberlist contacts nobody and reports no error.
-                    log.log(Level::Info, "agent", &format!("joining: [] replay: {}", r.replay));
-                    self.send(ctx, seq, "", Some(&codec::JoinResponse { num: 0 }));
-                } else {
-                    self.pending = Some(Pending::Join(seq, agent.join(&addrs, r.replay)));
-                }
-            }
-            Command::Members => {
-                let members = agent.members();
-                self.send_members(ctx, seq, &members);
-            }
-            Command::MembersFiltered => {
-                let r: codec::MembersFilteredRequest = decode(body)?;
-                let members = filter_members(agent.members(), &r)?;
-                self.send_members(ctx, seq, &members);
-            }
-            Command::Tags => {
-                let r: codec::TagsRequest = decode(body)?;
-                let set: BTreeMap<String, String> =
-                    r.tags.unwrap_or_default().into_iter().collect();
-                let delete = r.delete_tags.unwrap_or_default();
-                self.pending = Some(Pending::Tags(seq, agent.set_tags(&set, &delete)));
-            }
-            Command::Stream => {
-                let r: codec::StreamRequest = decode(body)?;
-                let filters = crate::config::parse_event_filter(&r.kind);
-                let err = if filters.iter().any(|f| !f.is_valid()) {
-                    errors::INVALID_FILTER
-                } else if self.streams.iter().any(|s| s.seq == seq) {
-                    errors::STREAM_EXISTS
-                } else if self.streams.len() >= MAX_STREAMS_PER_SESSION
-                    || ctx.streams_total >= super::MAX_STREAMS_TOTAL
-                {
-                    TOO_MANY_STREAMS
-                } else {
-                    let (id, rx) = agent.subscribe(filters);
-                    self.streams.push(EventStream { seq, id, rx });
-                    ctx.streams_total += 1;
-                    ""
-                };
-                self.reply(ctx, seq, err);
-            }
-            Command::Monitor => {
-                let r: codec::MonitorRequest = decode(body)?;
-                let name = r.log_level.to_uppercase();
-                let level = match name.as_str() {
-                    "TRACE" => Some(Level::Trace),
-                    "DEBUG" => Some(Level::Debug),
-                    "INFO" => Some(Level::Info),
-                    "WARN" => Some(Level::Warn),
-                    "ERR" => Some(Level::Err),
-                    _ => None,
-                };
-                let err = match level {
-                    None => format!("Unknown log level: {name}"),
-                    Some(_) if self.monitor.is_some() => errors::MONITOR_EXISTS.to_string(),
-                    Some(level) => {
-                        let (id, rx) = log.attach(level);
-                        self.monitor = Some(Monitor { seq, id, rx });
-                        String::new()
-                    }
-                };
-                self.reply(ctx, seq, &err);
-            }
-            Command::Stop => {
-                let r: codec::StopRequest = decode(body)?;
-                if self.monitor.as_ref().is_some_and(|m| m.seq == r.stop) {
-                    if let Some(m) = self.monitor.take() {
-                        log.detach(m.id);
-                    }
-                }
-                if let Some(i) = self.streams.iter().position(|s| s.seq == r.stop) {
-                    let s = self.streams.remove(i);
-                    agent.unsubscribe(s.id);
-                    ctx.streams_total = ctx.streams_total.saturating_sub(1);
-                }
-                self.reply(ctx, seq, "");
-            }
-            Command::Leave => {
-                log.log(Level::Info, "agent.ipc", "Graceful leave triggered");
-                log.log(Level::Info, "agent", "requesting graceful leave from Serf");
-                self.pending = Some(Pending::Leave(seq, agent.leave()));
-            }
-            Command::Query => {
-                let r: codec::QueryRequest = decode(body)?;
-                let err = self.start_query(ctx, seq, r);
-                self.reply(ctx, seq, &err);
-            }
-            Command::Respond => {
-                let r: codec::RespondRequest = decode(body)?;
-                let err = self.respond(ctx, r.id, r.payload.as_deref().unwrap_or(&[]));
-                self.reply(ctx, seq, err.as_deref().unwrap_or(""));
-            }
-            Command::InstallKey | Command::UseKey | Command::RemoveKey => {
-                let r: codec::KeyRequest = decode(body)?;
-                let (op, what) = match cmd {
-                    Command::InstallKey => (KeyOp::Install, "key installation"),
-                    Command::UseKey => (KeyOp::Use, "primary key change"),
-                    _ => (KeyOp::Remove, "key removal"),
-                };
-                log.log(Level::Info, "agent", &format!("Initiating {what}"));
-                match crate::go::base64::decode_std(&r.key) {
-                    Ok(key) => {
-                        self.pending = Some(Pending::Key(seq, false, agent.key_op(op, &key)))
-                    }
-                    Err(e) => {
-                        let body =
-                            codec::KeyResponse { messages: Some(Vec::new()), ..Default::default() };
-                        self.send(ctx, seq, &e, Some(&body));
-                    }
-                }
-            }
-            Command::ListKeys => {
-                log.log(Level::Info, "agent", "Initiating key listing");
-                self.pending = Some(Pending::Key(seq, true, agent.key_op(KeyOp::List, &[])));
-            }
-            Command::Stats => {
-                let stats = agent.stats();
-                let body = codec::StatsResponse(Some(
-                    stats.into_iter().map(|(k, m)| (k, Some(m.into_iter().collect()))).collect(),
-                ));
-                self.send(ctx, seq, "", Some(&body));
-            }
-            Command::GetCoordinate => {
-                let r: codec::CoordinateRequest = decode(body)?;
-                let body = match agent.coordinate(&r.node) {
-                    Some(c) => codec::CoordinateResponse {
-                        coord: codec::Coordinate {
-                            adjustment: c.adjustment,
-                            error: c.error,
-                            height: c.height,
-                            vec: Some(c.vec.to_vec()),
-                        },
-                        ok: true,
-                    },
-                    None => codec::CoordinateResponse::default(),
-                };
-                self.send(ctx, seq, "", Some(&body));
-            }
+            Command::ListKeys => self.list_keys(ctx, seq),
+            Command::Stats => self.send_stats(ctx, seq),
+            Command::GetCoordinate => self.send_coordinate(ctx, seq, decode(body)?),
         }
         Ok(())
     }
 
-    fn send_members(&mut self, ctx: &Ctx, seq: u64, members: &[EngineMember]) {
-        let body =
-            codec::MembersResponse { members: Some(members.iter().map(rpc_member).collect()) };
+    // --- the connection: handshake, auth ---------------------------------
+
+    fn handshake(&mut self, ctx: &Ctx, seq: u64, r: codec::HandshakeRequest) {
+        let err = if r.version != 1 {
+            errors::UNSUPPORTED_IPC_VERSION
+        } else if self.handshaken {
+            errors::DUPLICATE_HANDSHAKE
+        } else {
+            self.handshaken = true;
+            ""
+        };
+        self.reply(ctx, seq, err);
+    }
+
+    fn auth(&mut self, ctx: &Ctx, seq: u64, r: codec::AuthRequest) {
+        let err = if r.auth_key == ctx.auth {
+            self.authed = true;
+            ""
+        } else {
+            errors::INVALID_AUTH_TOKEN
+        };
+        self.reply(ctx, seq, err);
+    }
+
+    // --- the cluster: event, force-leave, join, tags, leave ----------------
+    // All but `event` finish later: their completion is a [`Pending`].
+
+    fn user_event(&mut self, ctx: &Ctx, seq: u64, r: codec::EventRequest) {
+        let payload = r.payload.as_deref().unwrap_or(&[]);
+        let err = ctx.agent.user_event(&r.name, payload, r.coalesce).err().unwrap_or_default();
+        self.reply(ctx, seq, &err);
+    }
+
+    fn force_leave(&mut self, ctx: &Ctx, seq: u64, r: codec::ForceLeaveRequest) {
+        let prune = if r.prune { " (prune)" } else { "" };
+        let text = format!("Force leaving node{prune}: {}", r.node);
+        ctx.agent.logger().log(Level::Info, "agent", &text);
+        self.pending = Some(Pending::ForceLeave(seq, ctx.agent.force_leave(&r.node, r.prune)));
+    }
+
+    fn join(&mut self, ctx: &Ctx, seq: u64, r: codec::JoinRequest) {
+        let addrs = r.existing.unwrap_or_default();
+        if addrs.is_empty() {
+            // Go's memberlist contacts nobody and reports no error.
+            let text = format!("joining: [] replay: {}", r.replay);
+            ctx.agent.logger().log(Level::Info, "agent", &text);
+            self.send(ctx, seq, "", Some(&codec::JoinResponse { num: 0 }));
+        } else {
+            self.pending = Some(Pending::Join(seq, ctx.agent.join(&addrs, r.replay)));
+        }
+    }
+
+    fn set_tags(&mut self, ctx: &Ctx, seq: u64, r: codec::TagsRequest) {
+        let set: BTreeMap<String, String> = r.tags.unwrap_or_default().into_iter().collect();
+        let delete = r.delete_tags.unwrap_or_default();
+        self.pending = Some(Pending::Tags(seq, ctx.agent.set_tags(&set, &delete)));
+    }
+
+    fn leave(&mut self, ctx: &Ctx, seq: u64) {
+        let log = ctx.agent.logger();
+        log.log(Level::Info, "agent.ipc", "Graceful leave triggered");
+        log.log(Level::Info, "agent", "requesting graceful leave from Serf");
+        self.pending = Some(Pending::Leave(seq, ctx.agent.leave()));
+    }
+
+    // --- members, members-filtered -------------------------------------------
+
+    /// A bad expression is the request's error (no reply).
+    fn members_filtered(
+        &mut self,
+        ctx: &mut Ctx,
+        seq: u64,
+        r: codec::MembersFilteredRequest,
+    ) -> Result<(), String> {
+        let filter = MemberFilter::compile(&r)?;
+        self.send_members(ctx, seq, Some(filter));
+        Ok(())
+    }
+
+    /// Replies with every member (that passes `filter`), encoded on the
+    /// engine thread straight from its member table into the server's
+    /// reusable [`MembersScratch`], then copied into the output.
+    fn send_members(&mut self, ctx: &mut Ctx, seq: u64, filter: Option<MemberFilter>) {
+        let mut scratch = core::mem::take(&mut ctx.members);
+        let done = ctx.agent.with_members(move |table| {
+            let r = scratch.encode(seq, || table.iter(), filter.as_ref());
+            (scratch, r)
+        });
+        let (mut scratch, r) = done.unwrap_or_else(|_| {
+            // The engine is gone (and took the buffers): as Go's agent
+            // would at this point, list nobody.
+            let mut scratch = MembersScratch::default();
+            let r = scratch.encode_empty(seq);
+            (scratch, r)
+        });
+        if r.is_ok() {
+            self.wbuf.extend_from_slice(&scratch.out);
+        }
+        self.log_encode_failure(ctx, r);
+        scratch.release();
+        ctx.members = scratch;
+    }
+
+    // --- stream, monitor, stop ---------------------------------------------
+
+    fn stream(&mut self, ctx: &mut Ctx, seq: u64, r: codec::StreamRequest) {
+        let filters = crate::config::parse_event_filter(&r.kind);
+        let err = if filters.iter().any(|f| !f.is_valid()) {
+            errors::INVALID_FILTER
+        } else if self.streams.iter().any(|s| s.seq == seq) {
+            errors::STREAM_EXISTS
+        } else if self.streams.len() >= MAX_STREAMS_PER_SESSION
+            || ctx.streams_total >= super::MAX_STREAMS_TOTAL
+        {
+            TOO_MANY_STREAMS
+        } else {
+            let (id, rx) = ctx.agent.subscribe(filters);
+            self.streams.push(EventStream { seq, id, rx });
+            ctx.streams_total += 1;
+            ""
+        };
+        self.reply(ctx, seq, err);
+    }
+
+    fn monitor(&mut self, ctx: &Ctx, seq: u64, r: codec::MonitorRequest) {
+        let name = r.log_level.to_uppercase();
+        let level = match name.as_str() {
+            "TRACE" => Some(Level::Trace),
+            "DEBUG" => Some(Level::Debug),
+            "INFO" => Some(Level::Info),
+            "WARN" => Some(Level::Warn),
+            "ERR" => Some(Level::Err),
+            _ => None,
+        };
+        let err = match level {
+            None => format!("Unknown log level: {name}"),
+            Some(_) if self.monitor.is_some() => errors::MONITOR_EXISTS.to_string(),
+            Some(level) => {
+                let (id, rx) = ctx.agent.logger().attach(level);
+                self.monitor = Some(Monitor { seq, id, rx });
+                String::new()
+            }
+        };
+        self.reply(ctx, seq, &err);
+    }
+
+    fn stop(&mut self, ctx: &mut Ctx, seq: u64, r: codec::StopRequest) {
+        if self.monitor.as_ref().is_some_and(|m| m.seq == r.stop) {
+            if let Some(m) = self.monitor.take() {
+                ctx.agent.logger().detach(m.id);
+            }
+        }
+        if let Some(i) = self.streams.iter().position(|s| s.seq == r.stop) {
+            let s = self.streams.remove(i);
+            ctx.agent.unsubscribe(s.id);
+            ctx.streams_total = ctx.streams_total.saturating_sub(1);
+        }
+        self.reply(ctx, seq, "");
+    }
+
+    // --- keys: install-key, use-key, remove-key, list-keys -------------------
+
+    /// `install-key`, `use-key`, `remove-key`: `what` names `op` in the log.
+    fn change_key(&mut self, ctx: &Ctx, seq: u64, op: KeyOp, what: &str, r: codec::KeyRequest) {
+        ctx.agent.logger().log(Level::Info, "agent", &format!("Initiating {what}"));
+        match crate::go::base64::decode_std(&r.key) {
+            Ok(key) => self.pending = Some(Pending::Key(seq, false, ctx.agent.key_op(op, &key))),
+            Err(e) => {
+                let body = codec::KeyResponse { messages: Some(Vec::new()), ..Default::default() };
+                self.send(ctx, seq, &e, Some(&body));
+            }
+        }
+    }
+
+    fn list_keys(&mut self, ctx: &Ctx, seq: u64) {
+        ctx.agent.logger().log(Level::Info, "agent", "Initiating key listing");
+        self.pending = Some(Pending::Key(seq, true, ctx.agent.key_op(KeyOp::List, &[])));
+    }
+
+    // --- stats, get-coordinate ---------------------------------------------
+
+    fn send_stats(&mut self, ctx: &Ctx, seq: u64) {
+        let stats = ctx.agent.stats();
+        let body = codec::StatsResponse(Some(
+            stats.into_iter().map(|(k, m)| (k, Some(m.into_iter().collect()))).collect(),
+        ));
         self.send(ctx, seq, "", Some(&body));
+    }
+
+    fn send_coordinate(&mut self, ctx: &Ctx, seq: u64, r: codec::CoordinateRequest) {
+        let body = match ctx.agent.coordinate(&r.node) {
+            Some(c) => codec::CoordinateResponse {
+                coord: codec::Coordinate {
+                    adjustment: c.adjustment,
+                    error: c.error,
+                    height: c.height,
+                    vec: Some(c.vec.to_vec()),
+                },
+                ok: true,
+            },
+            None => codec::CoordinateResponse::default(),
+        };
+        self.send(ctx, seq, "", Some(&body));
+    }
+
+    // --- query, respond ------------------------------------------------------
+
+    fn query(&mut self, ctx: &mut Ctx, seq: u64, r: codec::QueryRequest) {
+        let err = self.start_query(ctx, seq, r);
+        self.reply(ctx, seq, &err);
+    }
+
+    fn respond(&mut self, ctx: &Ctx, seq: u64, r: codec::RespondRequest) {
+        let err = self.answer_query(ctx, r.id, r.payload.as_deref().unwrap_or(&[]));
+        self.reply(ctx, seq, err.as_deref().unwrap_or(""));
     }
 
     /// Starts a query; returns the reply's error text (`""` on success).
@@ -815,7 +937,7 @@ impl Session {
     }
 
     /// Answers a stream query by its per-connection ID; `Some` is the error.
-    fn respond(&mut self, ctx: &Ctx, id: u64, payload: &[u8]) -> Option<String> {
+    fn answer_query(&mut self, ctx: &Ctx, id: u64, payload: &[u8]) -> Option<String> {
         let now = ctx.agent.now();
         while self.respond_ids.front().is_some_and(|r| r.deadline < now) {
             self.respond_ids.pop_front();
@@ -982,11 +1104,8 @@ impl Session {
     fn send_stream_item(&mut self, ctx: &Ctx, seq: u64, item: StreamItem) {
         match item {
             StreamItem::Members { event, members } => {
-                let rec = codec::MemberEventRecord {
-                    event: event.to_string(),
-                    members: Some(members.iter().map(rpc_member).collect()),
-                };
-                self.send(ctx, seq, "", Some(&rec));
+                let r = members::append_member_event(&mut self.wbuf, seq, event, &members);
+                self.log_encode_failure(ctx, r);
             }
             StreamItem::User { ltime, name, payload, coalesce } => {
                 let rec = codec::UserEventRecord {
@@ -1076,29 +1195,6 @@ fn positional(obj: &[u8], fields: &[&str]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// A member in the RPC shape (rpc.md §5.1): IPv4 as 4 bytes, tags `{}`
-/// when empty.
-fn rpc_member(m: &EngineMember) -> codec::Member {
-    let addr = match m.addr {
-        std::net::IpAddr::V4(a) => a.octets().to_vec(),
-        std::net::IpAddr::V6(a) => a.octets().to_vec(),
-    };
-    let [pmin, pmax, pcur, dmin, dmax, dcur] = m.vsn;
-    codec::Member {
-        addr: Some(addr),
-        delegate_cur: dcur,
-        delegate_max: dmax,
-        delegate_min: dmin,
-        name: m.name.to_string(),
-        port: m.port,
-        protocol_cur: pcur,
-        protocol_max: pmax,
-        protocol_min: pmin,
-        status: m.status.as_str().to_string(),
-        tags: Some(m.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-    }
-}
-
 /// The key response body: `Keys` only for `list-keys`, `Messages` never nil.
 fn key_response(r: &engine::proto::serf::KeyResponse, list: bool) -> codec::KeyResponse {
     let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
@@ -1111,91 +1207,25 @@ fn key_response(r: &engine::proto::serf::KeyResponse, list: bool) -> codec::KeyR
     }
 }
 
-/// Go's `filterMembers`: every expression is anchored as `^expr$` (no
-/// grouping); all tag filters, the status (if given) and the name (if
-/// given) must match. A bad expression is a request error.
-fn filter_members(
-    members: Vec<EngineMember>,
-    r: &codec::MembersFilteredRequest,
-) -> Result<Vec<EngineMember>, String> {
-    let compile = |expr: &str| {
-        regex::Regex::new(&format!("^{expr}$")).map_err(|e| {
-            // The regex crate's message spans lines (pattern, caret,
-            // error); the log wants one line, as Go's.
-            let text = e.to_string();
-            let why = text.lines().last().unwrap_or("").trim_start_matches("error: ");
-            format!("Failed to compile regex: error parsing regexp: {why}: `^{expr}$`")
-        })
-    };
-    // A Go map keeps the last of duplicate keys.
-    let tags: BTreeMap<&str, &str> =
-        r.tags.iter().flatten().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let tag_res =
-        tags.iter().map(|(k, v)| Ok((*k, compile(v)?))).collect::<Result<Vec<_>, String>>()?;
-    let status_re = compile(&r.status)?;
-    let name_re = compile(&r.name)?;
-    Ok(members
-        .into_iter()
-        .filter(|m| {
-            tag_res.iter().all(|(k, re)| re.is_match(m.tags.get(*k).map_or("", String::as_str)))
-                && (r.status.is_empty() || status_re.is_match(m.status.as_str()))
-                && (r.name.is_empty() || name_re.is_match(&m.name))
-        })
-        .collect())
+/// The error for a request whose body is over [`MAX_OBJECT`]: where Go
+/// would refuse such a body on its size, its words with this agent's limit;
+/// otherwise a plain statement of our bound.
+fn oversize_error(ctx: &Ctx, cmd: Command) -> String {
+    use engine::proto::serf::limits;
+    let c = ctx.agent.config();
+    let limit = |v: i64| usize::try_from(v).unwrap_or(0);
+    match cmd {
+        Command::Event => limits::user_event_too_large(limit(c.user_event_size_limit)),
+        Command::Query => limits::query_too_large(limit(c.query_size_limit)),
+        Command::Respond => limits::response_too_large(limit(c.query_response_size_limit)),
+        Command::Tags => limits::tags_too_large(),
+        _ => format!("request body larger than {MAX_OBJECT} bytes"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use engine::proto::serf::MemberStatus;
-    use std::sync::Arc;
-
-    fn member(name: &str, status: MemberStatus, tags: &[(&str, &str)]) -> EngineMember {
-        EngineMember {
-            name: name.into(),
-            addr: "127.0.0.1".parse().unwrap(),
-            port: 7946,
-            tags: Arc::new(tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-            status,
-            vsn: [1, 5, 2, 2, 5, 4],
-        }
-    }
-
-    fn names(v: &[EngineMember]) -> Vec<&str> {
-        v.iter().map(|m| &*m.name).collect()
-    }
-
-    #[test]
-    fn members_filter_is_anchored_without_grouping() {
-        let all = vec![
-            member("n1", MemberStatus::Alive, &[("role", "web")]),
-            member("n2", MemberStatus::Failed, &[("role", "db")]),
-            member("xn1", MemberStatus::Left, &[]),
-        ];
-        let req = |name: &str, status: &str, tags: &[(&str, &str)]| codec::MembersFilteredRequest {
-            name: name.into(),
-            status: status.into(),
-            tags: Some(tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-        };
-        let f = |r| names(&filter_members(all.clone(), &r).unwrap()).join(",");
-        assert_eq!(f(req("", "", &[])), "n1,n2,xn1");
-        assert_eq!(f(req("n1", "", &[])), "n1");
-        assert_eq!(f(req("n.", "", &[])), "n1,n2");
-        // `^n1|n2$`: "xn1" does not start with n1 and does not end with n2.
-        assert_eq!(f(req("n1|n2", "", &[])), "n1,n2");
-        assert_eq!(f(req("", "alive|failed", &[])), "n1,n2");
-        assert_eq!(f(req("", "", &[("role", "w.*")])), "n1");
-        // A missing tag is "", which `^$` matches.
-        assert_eq!(f(req("", "", &[("role", "")])), "xn1");
-        // Duplicate keys: the last wins.
-        assert_eq!(f(req("", "", &[("role", "web"), ("role", "db")])), "n2");
-        let e = filter_members(all.clone(), &req("[", "", &[])).unwrap_err();
-        assert!(
-            e.starts_with("Failed to compile regex: error parsing regexp: ") && !e.contains('\n'),
-            "{e}"
-        );
-        assert!(filter_members(all, &req("", "", &[("role", "(")])).is_err());
-    }
 
     #[test]
     fn arrays_decode_positionally_like_go_msgpack() {
@@ -1221,20 +1251,6 @@ mod tests {
         assert_eq!(positional(&[0x81, 0xa1, b'a', 0x01], HEADER_FIELDS), None);
         // A broken array is left to the typed decoder to refuse.
         assert_eq!(positional(&[0x92, 0xa1], HEADER_FIELDS), None);
-    }
-
-    #[test]
-    fn rpc_member_shape() {
-        let m = rpc_member(&member("n1", MemberStatus::Alive, &[]));
-        assert_eq!(m.addr.as_deref(), Some(&[127, 0, 0, 1][..]));
-        assert_eq!(m.tags, Some(vec![]));
-        assert_eq!(
-            (m.protocol_min, m.protocol_max, m.protocol_cur),
-            (1, 5, 2),
-            "memberlist versions"
-        );
-        assert_eq!((m.delegate_min, m.delegate_max, m.delegate_cur), (2, 5, 4), "serf versions");
-        assert_eq!(m.status, "alive");
     }
 
     #[test]
