@@ -214,12 +214,24 @@ impl Dispatcher {
         }
     }
 
+    /// Forwards a record of query `id` to its RPC stream, and ends the
+    /// stream with `Done` once every node due has replied
+    /// ([`super::QueryWaiter`]); later records of that query are dropped.
     fn query_record(&self, id: u64, r: QueryRecord) {
-        let tx = lock(&self.shared.waiters).queries.get(&id).cloned();
-        if let Some(tx) = tx {
-            let _ = tx.send(r);
-            self.notify();
+        let mut waiters = lock(&self.shared.waiters);
+        let Some(w) = waiters.queries.get_mut(&id) else { return };
+        let complete = match &r {
+            QueryRecord::Ack { from } => w.reply(from, true),
+            QueryRecord::Response { from, .. } => w.reply(from, false),
+            QueryRecord::Done => false,
+        };
+        let _ = w.tx.send(r);
+        if complete {
+            let _ = w.tx.send(QueryRecord::Done);
+            waiters.queries.remove(&id);
         }
+        drop(waiters);
+        self.notify();
     }
 
     /// Rewrites the keyring file (JSON array of base64 keys, primary first).

@@ -18,7 +18,7 @@ pub mod log;
 pub mod snapshot;
 pub mod view;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -27,8 +27,8 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 use engine::proto::memberlist::Config as MlConfig;
 use engine::proto::serf::{
-    CommandId, KeyOp, KeyResponse, Member, QueryId, QueryParams, RespondError, Serf, SerfConfig,
-    Tags,
+    CommandId, KeyOp, KeyResponse, Member, MemberStatus, QueryId, QueryParams, RespondError, Serf,
+    SerfConfig, Tags,
 };
 use engine::runtime::{Clock, InstanceHandle, Runtime, RuntimeConfig};
 use engine::wire::coordinate::Coordinate;
@@ -126,8 +126,60 @@ struct Waiters {
     force_leaves: HashMap<CommandId, Sender<Result<(), String>>>,
     tags: HashMap<CommandId, Sender<Result<(), String>>>,
     keys: HashMap<CommandId, Sender<(KeyResponse, Option<String>)>>,
-    queries: HashMap<QueryId, Sender<QueryRecord>>,
+    queries: HashMap<QueryId, QueryWaiter>,
     leave: Option<Sender<Result<(), String>>>,
+}
+
+/// A query this agent started, as the dispatcher follows it.
+///
+/// Go Serf always holds a query open for its whole timeout. Ours closes it
+/// (sends `Done`) as soon as every node that should answer has answered: the
+/// alive members that pass the query's filters in our view when it started,
+/// each with a response (and an ack, when acks were requested). The wire
+/// messages are the same; only the wait ends early. Late replies from nodes
+/// our view did not know are the price, so the early end applies only when
+/// that set is not empty.
+pub(crate) struct QueryWaiter {
+    pub tx: Sender<QueryRecord>,
+    /// Nodes yet to respond; `None`: wait for the timeout as Go does.
+    pub responses_due: Option<HashSet<String>>,
+    /// Nodes yet to ack (empty when no acks were requested).
+    pub acks_due: HashSet<String>,
+}
+
+impl QueryWaiter {
+    /// Records a reply from `from`; true when nothing more is due.
+    pub fn reply(&mut self, from: &str, ack: bool) -> bool {
+        let Some(due) = &mut self.responses_due else { return false };
+        if ack {
+            self.acks_due.remove(from);
+        } else {
+            due.remove(from);
+        }
+        due.is_empty() && self.acks_due.is_empty()
+    }
+}
+
+/// The alive members of `serf` that a query with `params` reaches, by our
+/// view; `None` when a filter cannot be judged (an invalid regexp) or no
+/// member passes, so the query waits its timeout.
+fn query_audience(serf: &Serf, params: &QueryParams) -> Option<HashSet<String>> {
+    let mut tags = Vec::with_capacity(params.filter_tags.len());
+    for (tag, expr) in &params.filter_tags {
+        tags.push((tag.as_str(), regex::Regex::new(expr).ok()?));
+    }
+    let due: HashSet<String> = serf
+        .members()
+        .filter(|m| m.status == MemberStatus::Alive)
+        .filter(|m| {
+            params.filter_nodes.is_empty() || params.filter_nodes.iter().any(|n| **n == *m.name)
+        })
+        .filter(|m| {
+            tags.iter().all(|(tag, re)| re.is_match(m.tags.get(*tag).map_or("", String::as_str)))
+        })
+        .map(|m| m.name.to_string())
+        .collect();
+    (!due.is_empty()).then_some(due)
 }
 
 /// State shared by the handle and the dispatcher.
@@ -693,12 +745,16 @@ impl AgentHandle {
         let (tx, rx) = crossbeam_channel::unbounded();
         let shared = self.shared.clone();
         let (name, payload) = (name.to_string(), payload.to_vec());
-        self.call(move |s, now| match s.query(now, &name, &payload, &params) {
-            Ok(id) => {
-                lock(&shared.waiters).queries.insert(id, tx);
-                Ok(())
-            }
-            Err(e) => Err(e),
+        self.call(move |s, now| {
+            let responses_due = query_audience(s, &params);
+            let acks_due = match (&responses_due, params.request_ack) {
+                (Some(due), true) => due.clone(),
+                _ => Default::default(),
+            };
+            let id = s.query(now, &name, &payload, &params)?;
+            let waiter = QueryWaiter { tx, responses_due, acks_due };
+            lock(&shared.waiters).queries.insert(id, waiter);
+            Ok::<(), String>(())
         })??;
         Ok(rx)
     }
