@@ -102,3 +102,58 @@ fn a_query_ends_when_every_node_has_answered() {
         "query answered by all 3: go {go_took:?}, ours {ours_took:?}; silent query: ours {took:?}"
     );
 }
+
+/// serf#684: IPv6 bind, advertise and join. Two of ours and a Go agent on
+/// `[::1]` (ports apart), joined over IPv6; every view lists all three
+/// alive at their IPv6 addresses, through both CLIs.
+#[test]
+fn ipv6_bind_and_join_with_go() {
+    if !go_available("ipv6_bind_and_join_with_go") {
+        return;
+    }
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        // No IPv6 loopback on this machine: nothing to show, and CI has it.
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI needs IPv6 loopback");
+        eprintln!("skipping ipv6_bind_and_join_with_go: no ::1");
+        return;
+    }
+    let dir = scratch("ipv6");
+    let agent = |bin: &str, name: &str, port: u16, rpc: u16, join: bool| {
+        let mut args = vec![
+            "agent".to_string(),
+            format!("-node={name}"),
+            format!("-bind=[::1]:{port}"),
+            format!("-rpc-addr=127.0.117.20:{rpc}"),
+        ];
+        if join {
+            args.push("-join=[::1]:27946".into());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let a = Spawned::start(bin, &args, &[], &dir, name);
+        let deadline = now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.117.20", rpc)).is_err() {
+            assert!(now() < deadline, "{name} never opened its RPC port");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        a
+    };
+    let _a = agent(OUR_SERF, "v6-ours1", 27946, 27373, false);
+    let _b = agent(OUR_SERF, "v6-ours2", 27947, 27374, true);
+    let _c = agent(GO_SERF, "v6-go", 27948, 27375, true);
+    let expect = ["v6-ours1  [::1]:27946", "v6-ours2  [::1]:27947", "v6-go     [::1]:27948"];
+    for (cli, rpc) in [(OUR_SERF, 27373), (GO_SERF, 27374), (OUR_SERF, 27375)] {
+        let flag = format!("-rpc-addr=127.0.117.20:{rpc}");
+        let deadline = now() + Duration::from_secs(20);
+        loop {
+            let r = run(cli, &["members", &flag, "-status=alive"], &[], &dir);
+            let ok = expect.iter().all(|e| {
+                r.out.lines().any(|l| l.split_whitespace().take(2).eq(e.split_whitespace()))
+            });
+            if ok {
+                break;
+            }
+            assert!(now() < deadline, "members through {rpc}: {} {}", r.out, r.err);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
