@@ -157,3 +157,38 @@ fn ipv6_bind_and_join_with_go() {
         }
     }
 }
+
+/// consul#1299: a bad key must never reach the keyring file. `serf keys
+/// -install` with a key that is not base64 or has the wrong size fails on
+/// every member and leaves the file as it was — in ours as in Go.
+#[test]
+fn a_bad_key_never_reaches_the_keyring_file() {
+    if !go_available("a_bad_key_never_reaches_the_keyring_file") {
+        return;
+    }
+    let dir = scratch("keyring-validation");
+    let key = run(OUR_SERF, &["keygen"], &[], &dir).out.trim().to_string();
+    let ring = format!("[\n  \"{key}\"\n]");
+    let mut files = Vec::new();
+    let mut agents = Vec::new();
+    for (bin, name, ip) in
+        [(GO_SERF, "kr-go", "127.0.117.40"), (OUR_SERF, "kr-ours", "127.0.117.41")]
+    {
+        let file = dir.join(format!("{name}.keyring"));
+        std::fs::write(&file, &ring).unwrap();
+        let flag = format!("-keyring-file={}", file.display());
+        agents.push(GoAgent::start_bin(bin, name, ip, &[&flag], &dir));
+        files.push(file);
+    }
+    for (a, file) in agents.iter().zip(&files) {
+        for bad in ["notbase64!", "QUJD"] {
+            let install = format!("-install={bad}");
+            let r = run(OUR_SERF, &["keys", &a.rpc_flag, &install], &[], &dir);
+            assert_eq!(r.code, 1, "{}: install {bad}: {} {}", a.name, r.out, r.err);
+            let now_ring = std::fs::read_to_string(file).unwrap();
+            assert!(now_ring.contains(&key) && !now_ring.contains(bad), "{}: {now_ring}", a.name);
+        }
+        let list = run(OUR_SERF, &["keys", &a.rpc_flag, "-list"], &[], &dir);
+        assert!(list.out.contains(&key) && !list.out.contains("QUJD"), "{}", list.out);
+    }
+}
